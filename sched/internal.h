@@ -1,0 +1,254 @@
+/* Private structures of the scheduler, shared by the files of sched/ only.
+ * Other layers use sched/sched.h.
+ */
+#ifndef WEFT_SCHED_INTERNAL_H
+#define WEFT_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sched/atomic.h"
+#include "sched/deque.h"
+#include "sched/sched.h"
+
+#define WEFT__CACHELINE 64
+
+/* --------------------------------------------------------------------------
+ * Stacks (stack.c)
+ *
+ * A stack's descriptor lives at the top of its own usable memory, so stacks
+ * cost no heap allocation. Below the usable memory sits a guard page.
+ */
+struct weft__stack {
+    struct weft__stack *next; /* free-list link; owned by the list holder */
+    char *lo;                 /* lowest usable byte, just above the guard */
+    size_t size;              /* usable bytes, descriptor included */
+    bool pooled;              /* default size, carved from a region */
+    void *tsan_fiber;         /* TSan's fiber for this stack (TSan only) */
+};
+
+/* Highest address a context on st may use. */
+static inline void *weft__stack_top(const struct weft__stack *st)
+{
+    return (void *)st;
+}
+
+/* Per-worker cache of idle default-sized stacks. Owner worker only. */
+struct weft__stack_cache {
+    struct weft__stack *head;
+    size_t bytes;
+};
+
+/* Shared pool of a runtime's default-sized stacks. */
+struct weft__stack_pool {
+    pthread_mutex_t lock;
+    /* Under lock: */
+    struct weft__stack *free;     /* released: memory given back */
+    struct weft__region *regions; /* every mapping, unmapped at free */
+    char *carve, *carve_end;      /* unused rest of the newest region */
+    unsigned mprotect_guards;     /* guards installed with the fallback */
+    bool madv_guard_failed;       /* kernel lacks MADV_GUARD_INSTALL */
+    /* Immutable after init: */
+    size_t size;        /* usable bytes of a pooled stack */
+    size_t cache_limit; /* bytes each worker may cache */
+    size_t page;
+};
+
+int weft__stack_pool_init(struct weft__stack_pool *p, size_t size,
+                          size_t cache_limit);
+void weft__stack_pool_destroy(struct weft__stack_pool *p);
+/* Returns NULL and sets errno when no stack can be had. */
+struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,
+                                        struct weft__stack_cache *c,
+                                        size_t size);
+void weft__stack_release(struct weft__stack_pool *p,
+                         struct weft__stack_cache *c, struct weft__stack *st);
+void weft__stack_cache_drain(struct weft__stack_pool *p,
+                             struct weft__stack_cache *c);
+/* Install the overflow handler (once per process) and this thread's
+ * alternate signal stack. Returns the altstack to free with
+ * weft__stack_altstack_free, or NULL and errno. */
+void *weft__stack_altstack_new(void);
+void weft__stack_altstack_free(void *alt);
+
+/* --------------------------------------------------------------------------
+ * Tasks (task.c)
+ */
+
+/* park_state: the hand-shake between a parking task and its waker. */
+enum {
+    WEFT__RUN = 0, /* running or queued to run */
+    WEFT__PARKING, /* about to switch away; a wake now means "run again" */
+    WEFT__PARKED,  /* switched away; the waker must enqueue it */
+};
+
+/* Sentinels of weft_task.joiner (real waiters are aligned pointers). */
+#define WEFT__JOIN_DONE     ((void *)1)
+#define WEFT__JOIN_DETACHED ((void *)2)
+
+struct weft_task {
+    /* Saved stack pointer while switched out. Written by the context
+     * switch on the worker that runs the task; published to the next
+     * worker by the queue or park hand-off that moves the task. */
+    void *sp;
+    /* NULL until first run; then owned by the task until it ends. */
+    struct weft__stack *stack;
+    weft_fn fn;
+    /* The argument, then the return value once the task has finished.
+     * Written by the running worker; read by the joiner after it observes
+     * joiner == WEFT__JOIN_DONE (acquire). */
+    void *arg;
+    weft_runtime *rt;
+    /* Any thread, atomic: NULL, a struct weft__waiter * (a joiner waits),
+     * WEFT__JOIN_DETACHED, or WEFT__JOIN_DONE. The single point where
+     * completion meets join or detach: see task.c. */
+    void *joiner;
+    /* Intrusive link for the injection queue and a worker's yield list;
+     * owned by whichever queue holds the task. */
+    weft_task *next;
+    /* All-tasks list of shard `shard`, under that shard's lock. */
+    weft_task *all_prev, *all_next;
+    char *name; /* under the shard's lock; NULL: unnamed */
+    uint64_t id;
+    uint32_t park_state; /* any thread, atomic: WEFT__RUN/PARKING/PARKED */
+    uint32_t stack_size; /* requested usable bytes; 0: runtime default */
+    uint32_t shard;      /* index of its all-tasks shard; immutable */
+    /* (last worker << 8) | enum weft_task_state, for snapshots only.
+     * Written relaxed by whoever moves the task; a snapshot may lag. */
+    uint32_t where;
+};
+
+/* A shard of the all-tasks registry. Spawns on a worker insert into that
+ * worker's shard, so the lock is nearly always uncontended; a task that
+ * finishes elsewhere removes itself from its spawning shard. A spinlock,
+ * because it is held for a few pointer writes. */
+struct weft__shard {
+    weft__spinlock lock;
+    weft_task *head; /* under lock */
+    uint64_t alive;  /* written under lock; read atomically without it */
+} __attribute__((aligned(WEFT__CACHELINE)));
+
+/* --------------------------------------------------------------------------
+ * The injection queue (inject.c): tasks made ready off-worker, spawned from
+ * plain threads, and the overflow of full deques.
+ */
+struct weft__inject {
+    pthread_mutex_t lock;
+    weft_task *head, *tail; /* under lock */
+    /* Written under lock; read without it to skip empty polls. */
+    uint64_t len;
+} __attribute__((aligned(WEFT__CACHELINE)));
+
+void weft__inject_init(struct weft__inject *q);
+void weft__inject_destroy(struct weft__inject *q);
+/* Push the chain first..last (linked by ->next) of n tasks. */
+void weft__inject_push(struct weft__inject *q, weft_task *first,
+                       weft_task *last, uint64_t n);
+/* Pop up to max tasks, returned as a chain; *n gets the count. */
+weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n);
+static inline bool weft__inject_is_empty(struct weft__inject *q);
+
+/* --------------------------------------------------------------------------
+ * Workers (worker.c)
+ */
+
+/* Post-switch actions a task asks of its worker's scheduler context. */
+enum weft__op {
+    WEFT__OP_NONE = 0,
+    WEFT__OP_YIELD, /* requeue behind the other ready tasks */
+    WEFT__OP_PARK,  /* finish parking: see task_park() */
+    WEFT__OP_EXIT,  /* the task has returned: release and reap it */
+};
+
+struct weft__worker {
+    /* Owner worker only. */
+    weft_runtime *rt;
+    unsigned index;
+    weft_task *current;    /* the task running now, or NULL */
+    weft_task *lifo;       /* the task woken last; not stealable */
+    unsigned lifo_streak;  /* LIFO runs in a row (capped) */
+    uint32_t tick;         /* scheduling rounds, for fairness */
+    weft_task *yield_head; /* FIFO of tasks that yielded */
+    weft_task *yield_tail;
+    void *sched_sp;           /* the scheduler's saved context */
+    enum weft__op op;         /* set by a task before it switches out */
+    bool spinning;            /* counted in rt->nr_spinning */
+    uint64_t rng;             /* victim selection */
+    uint64_t next_id, id_end; /* block of task ids */
+    struct weft__stack_cache stacks;
+    void *altstack;
+    /* Sanitizers: the scheduler context's stack and fibers. */
+    const void *sched_stack_lo;
+    size_t sched_stack_size;
+    void *tsan_sched_fiber;
+    pthread_t thread;
+
+    /* Shared. */
+    struct weft__deque deque;
+    /* Any thread: bumped to wake this worker from its futex wait. */
+    uint32_t park_futex __attribute__((aligned(WEFT__CACHELINE)));
+    /* Counters: written by the owner only (weft__count), read by any. */
+    weft_counters counters __attribute__((aligned(WEFT__CACHELINE)));
+    struct weft__shard shard;
+};
+
+struct weft_runtime {
+    /* Immutable after weft_runtime_new. */
+    unsigned nworkers;
+    struct weft__worker **workers;
+    size_t stack_size;
+
+    struct weft__inject inject;
+    struct weft__stack_pool stacks;
+    struct weft__shard ext_shard; /* tasks spawned off-worker */
+
+    /* Idle protocol (worker.c). nr_spinning: workers that will look at
+     * every queue again before they sleep. Atomic, any thread. */
+    uint32_t nr_spinning __attribute__((aligned(WEFT__CACHELINE)));
+    uint32_t nr_parked; /* written under idle_lock; read atomically */
+    pthread_mutex_t idle_lock;
+    unsigned *idle; /* parked worker indices, under idle_lock */
+    unsigned nidle; /* under idle_lock */
+
+    /* Shutdown (runtime.c). */
+    uint32_t stop;       /* atomic: workers exit when set */
+    uint32_t freeing;    /* atomic: weft_runtime_free is waiting */
+    uint32_t exit_futex; /* atomic: bumped when a task ends while freeing */
+};
+
+/* The worker the calling thread is, or NULL on any other thread. Read with
+ * the initial-exec TLS model (a %fs-relative load), so a task that migrates
+ * between workers reads its new worker after every switch: the compiler
+ * never caches a TLS address across the context-switch call. */
+extern __thread struct weft__worker *weft__tls_worker;
+
+int weft__worker_new(weft_runtime *rt, unsigned index);
+int weft__worker_launch(struct weft__worker *w);
+/* Stop and join the first `launched` workers. */
+void weft__worker_stop_all(weft_runtime *rt, unsigned launched);
+void weft__worker_free(struct weft__worker *w);
+/* Make a task runnable: on the calling worker if it belongs to the same
+ * runtime, else through the injection queue. */
+void weft__task_enqueue(weft_task *t);
+/* Make a new task runnable. */
+void weft__task_submit(weft_task *t);
+/* Wake one parked worker if no worker is looking for work. */
+void weft__notify(weft_runtime *rt);
+
+/* Task lifecycle (task.c), called by the worker's scheduler context. */
+void weft__task_finish(struct weft__worker *w, weft_task *t);
+void weft__task_free(weft_task *t);
+uint64_t weft__runtime_alive(weft_runtime *rt);
+
+/* Futex wrappers (worker.c). */
+void weft__futex_wait(uint32_t *addr, uint32_t val);
+void weft__futex_wake(uint32_t *addr, int n);
+
+static inline bool weft__inject_is_empty(struct weft__inject *q)
+{
+    return weft__load_rlx_u64(&q->len) == 0;
+}
+
+#endif /* WEFT_SCHED_INTERNAL_H */

@@ -1,0 +1,170 @@
+/* Runtime lifecycle: create, run, free, and the current runtime.
+ *
+ * Shutdown: weft_runtime_free waits until no task of the runtime is alive,
+ * then stops the workers. It sets rt->freeing, then counts the live tasks
+ * shard by shard under each shard's lock; a task that ends reads freeing
+ * under the same lock (weft__task_finish), so either the count sees it gone
+ * or it sees freeing and bumps rt->exit_futex, which the waiter re-reads
+ * before each sleep. No polling, no lost wake-up.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sched/alloc.h"
+#include "sched/internal.h"
+
+uint64_t weft__alloc_countdown;
+
+void weft__alloc_fail_after(long n)
+{
+    weft__store_rlx_u64(&weft__alloc_countdown, n > 0 ? (uint64_t)n : 0);
+}
+
+bool weft__alloc_should_fail(void)
+{
+    for (;;) {
+        uint64_t left = weft__load_rlx_u64(&weft__alloc_countdown);
+        if (left == 0)
+            return false;
+        if (weft__cas_seq_u64(&weft__alloc_countdown, left, left - 1))
+            return left == 1;
+    }
+}
+
+/* Stop the first `launched` workers and free everything rt holds. */
+static void runtime_release(weft_runtime *rt, unsigned launched)
+{
+    weft__worker_stop_all(rt, launched);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        weft__worker_free(rt->workers[i]);
+    weft__stack_pool_destroy(&rt->stacks);
+    weft__inject_destroy(&rt->inject);
+    pthread_mutex_destroy(&rt->idle_lock);
+    weft__free(rt->idle);
+    weft__free(rt->workers);
+    weft__free(rt);
+}
+
+weft_runtime *weft_runtime_new(const weft_config *cfg)
+{
+    weft_config c = cfg ? *cfg : (weft_config){0};
+    if (c.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c.workers =
+            n > 0 ? (unsigned)(n < WEFT_MAX_WORKERS ? n : WEFT_MAX_WORKERS) : 1;
+    }
+    if (c.stack_size == 0)
+        c.stack_size = WEFT_STACK_DEFAULT;
+    if (c.workers > WEFT_MAX_WORKERS || c.stack_size < WEFT_STACK_MIN ||
+        c.stack_size > UINT32_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (c.stack_cache_bytes == 0)
+        c.stack_cache_bytes = 64 * c.stack_size;
+
+    weft_runtime *rt = weft__malloc_aligned(WEFT__CACHELINE, sizeof(*rt));
+    if (!rt)
+        goto err_nomem;
+    memset(rt, 0, sizeof(*rt));
+    rt->nworkers = c.workers;
+    rt->stack_size = c.stack_size;
+    rt->workers = weft__calloc(c.workers, sizeof(*rt->workers));
+    rt->idle = weft__calloc(c.workers, sizeof(*rt->idle));
+    if (!rt->workers || !rt->idle)
+        goto err_free;
+    int err =
+        weft__stack_pool_init(&rt->stacks, c.stack_size, c.stack_cache_bytes);
+    if (err < 0)
+        goto err_free;
+    weft__inject_init(&rt->inject);
+    pthread_mutex_init(&rt->idle_lock, NULL);
+    weft__spin_init(&rt->ext_shard.lock);
+    for (unsigned i = 0; i < c.workers; i++) {
+        if ((err = weft__worker_new(rt, i)) < 0) {
+            runtime_release(rt, 0);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    for (unsigned i = 0; i < c.workers; i++) {
+        if ((err = weft__worker_launch(rt->workers[i])) < 0) {
+            runtime_release(rt, i);
+            errno = EAGAIN;
+            return NULL;
+        }
+    }
+    return rt;
+err_free:
+    weft__free(rt->idle);
+    weft__free(rt->workers);
+    weft__free(rt);
+err_nomem:
+    errno = ENOMEM;
+    return NULL;
+}
+
+void weft_runtime_free(weft_runtime *rt)
+{
+    if (!rt)
+        return;
+    struct weft__worker *w = weft__tls_worker;
+    if (w && w->rt == rt)
+        weft__panic("weft_runtime_free: called from a task of the runtime "
+                    "being freed, which would wait for itself forever");
+    weft__xchg_seq_u32(&rt->freeing, 1);
+    for (;;) {
+        uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
+        if (weft__runtime_alive(rt) == 0)
+            break;
+        weft__futex_wait(&rt->exit_futex, seq);
+    }
+    runtime_release(rt, rt->nworkers);
+}
+
+int weft_runtime_run(weft_runtime *rt, weft_fn fn, void *arg, void **result)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    weft_task *t = weft_spawn_ex(rt, fn, arg, NULL);
+    if (!t)
+        return -errno;
+    return weft_join(t, result);
+}
+
+int weft_run(weft_fn main, void *arg, void **result)
+{
+    if (!main)
+        return -EINVAL;
+    if (weft_current())
+        return -EPERM;
+    weft_runtime *rt = weft_runtime_new(NULL);
+    if (!rt)
+        return -errno;
+    int rc = weft_runtime_run(rt, main, arg, result);
+    weft_runtime_free(rt);
+    return rc;
+}
+
+weft_runtime *weft_runtime_current(void)
+{
+    struct weft__worker *w = weft__tls_worker;
+    return w && w->current ? w->rt : NULL;
+}
+
+unsigned weft_runtime_workers(const weft_runtime *rt)
+{
+    return rt ? rt->nworkers : 0;
+}
+
+const char *weft_strerror(int err)
+{
+    if (err == 0)
+        return "success";
+    if (err < 0)
+        err = -err;
+    /* glibc's strerror is thread-safe for known codes (it returns constant
+     * strings) since 2.32; Debian 12 has 2.36. */
+    return strerror(err);
+}

@@ -1,0 +1,290 @@
+/* Task lifecycle: spawn, join, detach, names, ids, and the all-tasks
+ * registry.
+ *
+ * Completion meets join or detach at one atomic field, t->joiner:
+ *   - the task finishing exchanges it with WEFT__JOIN_DONE (after writing
+ *     its result): if it held a waiter, it wakes it; if it held
+ *     WEFT__JOIN_DETACHED, it frees the task;
+ *   - a joiner CASes NULL -> its waiter and parks; if the CAS finds DONE,
+ *     the result is already there;
+ *   - detach CASes NULL -> DETACHED; if it finds DONE, it frees the task.
+ * So exactly one party frees each task, and the result is read only after
+ * DONE is observed with acquire ordering (the exchange, or the waker's
+ * hand-off that resumed the joiner).
+ *
+ * Ids come from a process-wide counter in blocks of WEFT__ID_BLOCK per
+ * worker, so spawning does not bounce a shared cache line: ids are unique
+ * and never 0, but not ordered across workers.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "sched/alloc.h"
+#include "sched/internal.h"
+
+#define WEFT__ID_BLOCK 1024u
+
+static uint64_t next_id = 1; /* any thread, atomic */
+
+static uint64_t new_id(struct weft__worker *w)
+{
+    if (!w)
+        return weft__faa_seq_u64(&next_id, 1);
+    if (w->next_id == w->id_end) {
+        w->next_id = weft__faa_seq_u64(&next_id, WEFT__ID_BLOCK);
+        w->id_end = w->next_id + WEFT__ID_BLOCK;
+    }
+    return w->next_id++;
+}
+
+static struct weft__shard *shard_of(const weft_task *t)
+{
+    weft_runtime *rt = t->rt;
+    return t->shard < rt->nworkers ? &rt->workers[t->shard]->shard
+                                   : &rt->ext_shard;
+}
+
+static char *copy_name(const char *name)
+{
+    size_t n = strnlen(name, 31);
+    char *copy = weft__malloc(n + 1);
+    if (copy) {
+        memcpy(copy, name, n);
+        copy[n] = '\0';
+    }
+    return copy;
+}
+
+weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
+                         const weft_task_opts *opts)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (!rt && w && w->current)
+        rt = w->rt;
+    size_t stack_size = opts ? opts->stack_size : 0;
+    if (!rt || !fn || (stack_size && stack_size < WEFT_STACK_MIN) ||
+        stack_size > UINT32_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_task *t = weft__malloc(sizeof(*t));
+    if (!t)
+        goto err_nomem;
+    t->name = NULL;
+    if (opts && opts->name && !(t->name = copy_name(opts->name)))
+        goto err_free;
+    bool local = w && w->rt == rt;
+    t->sp = NULL;
+    t->stack = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->rt = rt;
+    t->joiner = NULL;
+    t->next = NULL;
+    t->id = new_id(local ? w : NULL);
+    t->park_state = WEFT__RUN;
+    t->stack_size = (uint32_t)stack_size;
+    t->shard = local ? w->index : rt->nworkers;
+    t->where = (0xffffffu << 8) | WEFT_TASK_NEW;
+
+    struct weft__shard *s = shard_of(t);
+    weft__spin_lock(&s->lock);
+    t->all_prev = NULL;
+    t->all_next = s->head;
+    if (s->head)
+        s->head->all_prev = t;
+    s->head = t;
+    s->alive++;
+    weft__spin_unlock(&s->lock);
+
+    if (local)
+        weft__count(&w->counters.spawned, 1);
+    weft__task_submit(t);
+    return t;
+err_free:
+    weft__free(t);
+err_nomem:
+    errno = ENOMEM;
+    return NULL;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!w || !w->current) {
+        errno = EPERM;
+        return NULL;
+    }
+    return weft_spawn_ex(w->rt, fn, arg, NULL);
+}
+
+void weft__task_free(weft_task *t)
+{
+    weft__free(t->name);
+    weft__free(t);
+}
+
+/* The task has returned and switched out for good; runs on the scheduler
+ * context of worker w. */
+void weft__task_finish(struct weft__worker *w, weft_task *t)
+{
+    weft_runtime *rt = t->rt;
+    weft__stack_release(&rt->stacks, &w->stacks, t->stack);
+    t->stack = NULL;
+
+    struct weft__shard *s = shard_of(t);
+    weft__spin_lock(&s->lock);
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        s->head = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    s->alive--;
+    /* Read under the shard lock: weft_runtime_free sets freeing before it
+     * counts the shards under their locks, so either it counts this task
+     * as gone or this sees freeing (runtime.c). */
+    bool freeing = weft__load_rlx_u32(&rt->freeing);
+    weft__spin_unlock(&s->lock);
+    weft__count(&w->counters.completed, 1);
+    if (WEFT_UNLIKELY(freeing)) {
+        weft__faa_seq_u32(&rt->exit_futex, 1);
+        weft__futex_wake(&rt->exit_futex, 1);
+    }
+
+    /* Seq exchange: releases the result (t->arg) to whoever observes DONE,
+     * and acquires the joiner's waiter or the detach mark. */
+    void *j = weft__xchg_seq_ptr(&t->joiner, WEFT__JOIN_DONE);
+    if (j == WEFT__JOIN_DETACHED)
+        weft__task_free(t);
+    else if (j)
+        weft__waiter_wake(j);
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    if (!t)
+        return -EINVAL;
+    struct weft__worker *w = weft__tls_worker;
+    if (w && w->current == t)
+        return -EINVAL;
+    /* Acquire: pairs with the exchange in weft__task_finish. */
+    if (weft__load_acq_ptr(&t->joiner) != WEFT__JOIN_DONE) {
+        struct weft__waiter wt;
+        weft__waiter_prepare(&wt);
+        if (weft__cas_seq_ptr(&t->joiner, NULL, &wt)) {
+            weft__waiter_wait(&wt);
+        } else {
+            weft__waiter_abandon(&wt);
+            /* Not DONE: someone else joins it, or it was detached. */
+            if (weft__load_acq_ptr(&t->joiner) != WEFT__JOIN_DONE)
+                return -EINVAL;
+        }
+    }
+    if (result)
+        *result = t->arg;
+    weft__task_free(t);
+    return 0;
+}
+
+void weft_detach(weft_task *t)
+{
+    if (!t)
+        return;
+    /* Seq CAS: if it fails the task is DONE (the exchange in
+     * weft__task_finish happened first) and nobody else will free it. */
+    if (!weft__cas_seq_ptr(&t->joiner, NULL, WEFT__JOIN_DETACHED) &&
+        weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
+        weft__task_free(t);
+}
+
+bool weft_task_done(const weft_task *t)
+{
+    return t && weft__load_acq_ptr((void **)&t->joiner) == WEFT__JOIN_DONE;
+}
+
+uint64_t weft_task_id(const weft_task *t)
+{
+    return t ? t->id : 0;
+}
+
+int weft_task_set_name(weft_task *t, const char *name)
+{
+    if (!t || !name)
+        return -EINVAL;
+    char *copy = copy_name(name);
+    if (!copy)
+        return -ENOMEM;
+    struct weft__shard *s = shard_of(t);
+    weft__spin_lock(&s->lock);
+    char *old = t->name;
+    t->name = copy;
+    weft__spin_unlock(&s->lock);
+    weft__free(old);
+    return 0;
+}
+
+weft_task *weft_current(void)
+{
+    struct weft__worker *w = weft__tls_worker;
+    return w ? w->current : NULL;
+}
+
+/* --------------------------------------------------------------------------
+ * The registry
+ */
+
+static size_t snapshot_shard(struct weft__shard *s, weft_task_info *out,
+                             size_t cap, size_t count)
+{
+    weft__spin_lock(&s->lock);
+    for (weft_task *t = s->head; t; t = t->all_next, count++) {
+        if (count >= cap)
+            continue;
+        weft_task_info *i = &out[count];
+        uint32_t where = weft__load_rlx_u32(&t->where);
+        i->id = t->id;
+        i->state = (enum weft_task_state)(where & 0xff);
+        i->worker = (where >> 8) == 0xffffffu ? -1 : (int)(where >> 8);
+        if (t->name)
+            strcpy(i->name, t->name); /* at most 31 bytes + NUL */
+        else
+            i->name[0] = '\0';
+    }
+    weft__spin_unlock(&s->lock);
+    return count;
+}
+
+size_t weft_runtime_tasks(weft_runtime *rt, weft_task_info *out, size_t cap)
+{
+    if (!rt)
+        return 0;
+    if (!out)
+        cap = 0;
+    size_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n = snapshot_shard(&rt->workers[i]->shard, out, cap, n);
+    return snapshot_shard(&rt->ext_shard, out, cap, n);
+}
+
+size_t weft_all_tasks(weft_task_info *out, size_t cap)
+{
+    return weft_runtime_tasks(weft_runtime_current(), out, cap);
+}
+
+uint64_t weft__runtime_alive(weft_runtime *rt)
+{
+    uint64_t alive = 0;
+    for (unsigned i = 0; i <= rt->nworkers; i++) {
+        struct weft__shard *s =
+            i < rt->nworkers ? &rt->workers[i]->shard : &rt->ext_shard;
+        weft__spin_lock(&s->lock);
+        alive += s->alive;
+        weft__spin_unlock(&s->lock);
+    }
+    return alive;
+}

@@ -1,0 +1,703 @@
+/* The worker loop: where a worker thread finds its next task, runs it, and
+ * sleeps when there is none.
+ *
+ * Search order, each round:
+ *   1. every 61st round, the injection queue, then the yield list, first:
+ *      neither can be starved by a worker that keeps spawning locally;
+ *   2. the LIFO slot: the task this worker woke last, for message-passing
+ *      latency. At most WEFT__LIFO_MAX runs in a row, after which it moves
+ *      to the deque, so two tasks waking each other cannot starve the rest;
+ *   3. the own deque, newest first (fork-join locality);
+ *   4. the yield list: tasks that called weft_yield, in FIFO order, after
+ *      every other local task (asyncio's sleep(0));
+ *   5. the injection queue, a batch at a time;
+ *   6. stealing (a "spinning" worker): every other worker's deque from a
+ *      random start, half of what the victim holds, and the injection
+ *      queue, for a few rounds;
+ *   7. parking on a futex.
+ *
+ * Spinning and parking. rt->nr_spinning counts the workers that are
+ * looking for work and that will, before they sleep, look at every queue
+ * once more. At most half the workers spin at once (Go and Tokio bound them
+ * the same way): more would only burn CPU stealing from each other.
+ *
+ * Making work visible to others (a spawn, an overflow, a wake from another
+ * thread) calls weft__notify(), which wakes one parked worker, and only
+ * when no worker is spinning: a spinner will find the work. A spinner that
+ * finds work and was the last spinner wakes the next parked worker, so
+ * wake-ups chain one at a time instead of a thundering herd.
+ *
+ * No lost wake-up. A producer does P1 (publish the task), P2 (a sequentially
+ * consistent fence), P3 (read nr_spinning, then nr_parked under idle_lock).
+ * A worker going to sleep does W1 (leave the spinning count; announce itself
+ * in rt->idle under idle_lock), W2 (the same kind of fence), W3 (look at
+ * every queue again), and sleeps only if W3 found nothing. The two fences
+ * order P1 before P3 and W1 before W3 in one total order, so either P3 sees
+ * the worker (not spinning, or parked: it is woken) or W3 sees the task.
+ * If P3 sees another worker still spinning, that worker's own W1-W3 come
+ * later in that order and see the task. A worker woken by a producer is
+ * counted as spinning by that producer (under idle_lock), so the count
+ * never drops to zero while a woken worker has yet to look. The futex
+ * word is bumped under idle_lock too, so a worker reads a fresh sequence
+ * number for each sleep and no stale bump wakes a later one.
+ *
+ * Rejected: a condition variable per runtime (wakes take a shared lock and
+ * cannot pick one specific sleeper); waking a worker on every spawn (a
+ * syscall on the spawn path and a herd on bursts); ck_ec (a fine futex
+ * wrapper, but the protocol above needs the announcement and the sleep to
+ * be separate steps, which a plain futex gives directly).
+ *
+ * Parking a task (the hand-shake of sched/sched.h's waiter): a task that
+ * waits sets park_state = PARKING, publishes its waiter, and switches to its
+ * worker's scheduler context, which then CASes PARKING -> PARKED. A waker
+ * exchanges park_state with RUN: if it saw PARKED, the task is fully
+ * switched out and the waker enqueues it; if it saw PARKING, the CAS in the
+ * scheduler fails and the scheduler requeues the task itself. Either way
+ * exactly one party enqueues it, and never before its context is saved.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched/alloc.h"
+#include "sched/context.h"
+#include "sched/internal.h"
+
+#ifdef WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef WEFT_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define WEFT__LIFO_MAX     3
+#define WEFT__FAIR_TICKS   61
+#define WEFT__SPIN_ROUNDS  3
+#define WEFT__INJECT_BATCH 32u
+#define WEFT__STEAL_BATCH  32u
+
+__thread struct weft__worker *weft__tls_worker;
+
+/* --------------------------------------------------------------------------
+ * Small utilities
+ */
+
+void weft__futex_wait(uint32_t *addr, uint32_t val)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+void weft__futex_wake(uint32_t *addr, int n)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+int64_t weft__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void weft__panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("weft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+static inline void set_where(weft_task *t, int worker, uint8_t state)
+{
+    /* Relaxed: only weft_all_tasks snapshots read these, and a snapshot
+     * is allowed to be a moment old. */
+    weft__store_rlx_u32(&t->where, ((uint32_t)worker << 8) | state);
+}
+
+static uint64_t next_random(struct weft__worker *w)
+{
+    /* xorshift64: victim choice needs speed, not quality. */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+/* --------------------------------------------------------------------------
+ * Switching. The sanitizer builds tell ASan which stack is about to run
+ * (so it does not report the other stack's frames) and TSan which fiber.
+ */
+
+static void switch_to_task(struct weft__worker *w, weft_task *t)
+{
+#ifdef WEFT_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, t->stack->lo, t->stack->size);
+#endif
+#ifdef WEFT_TSAN
+    __tsan_switch_to_fiber(t->stack->tsan_fiber, 0);
+#endif
+    weft__ctx_switch(&w->sched_sp, t->sp);
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* Called on t's stack. Returns when t is resumed, possibly on another
+ * worker: nothing read from the worker before the switch is reused after
+ * it. */
+static void switch_to_sched(weft_task *t, enum weft__op op)
+{
+    struct weft__worker *w = weft__tls_worker;
+    w->op = op;
+#ifdef WEFT_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(op == WEFT__OP_EXIT ? NULL : &fake,
+                                   w->sched_stack_lo, w->sched_stack_size);
+#endif
+#ifdef WEFT_TSAN
+    __tsan_switch_to_fiber(w->tsan_sched_fiber, 0);
+#endif
+    weft__ctx_switch(&t->sp, w->sched_sp);
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void task_main(void *arg)
+{
+    weft_task *t = arg;
+#ifdef WEFT_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    t->arg = t->fn(t->arg);
+    switch_to_sched(t, WEFT__OP_EXIT);
+    weft__panic("task_main: finished task %llu was resumed",
+                (unsigned long long)t->id);
+}
+
+/* --------------------------------------------------------------------------
+ * Local queues (owner only)
+ */
+
+/* Push onto the own deque; when it is full, move the older half and t to
+ * the injection queue in one batch. The caller notifies. */
+static void local_push(struct weft__worker *w, weft_task *t)
+{
+    if (WEFT_LIKELY(weft__deque_push(&w->deque, t)))
+        return;
+    weft_task *first = NULL, *last = NULL;
+    uint64_t n = 0;
+    while (n < WEFT__DEQUE_CAP / 2) {
+        void *x = weft__deque_steal(&w->deque);
+        if (x == WEFT__STEAL_EMPTY)
+            break;
+        if (x == WEFT__STEAL_RETRY)
+            continue; /* a thief won this one; the deque is still full */
+        weft_task *s = x;
+        if (last)
+            last->next = s;
+        else
+            first = s;
+        last = s;
+        n++;
+    }
+    if (last)
+        last->next = t;
+    else
+        first = t;
+    weft__inject_push(&w->rt->inject, first, t, n + 1);
+    weft__count(&w->counters.overflows, 1);
+}
+
+static void yield_push(struct weft__worker *w, weft_task *t)
+{
+    t->next = NULL;
+    if (w->yield_tail)
+        w->yield_tail->next = t;
+    else
+        w->yield_head = t;
+    w->yield_tail = t;
+}
+
+static weft_task *yield_pop(struct weft__worker *w)
+{
+    weft_task *t = w->yield_head;
+    if (t) {
+        w->yield_head = t->next;
+        if (!w->yield_head)
+            w->yield_tail = NULL;
+    }
+    return t;
+}
+
+/* Take a batch from the injection queue: run the first, keep the rest in
+ * the own deque, where idle workers can steal them. */
+static weft_task *inject_take(struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    if (weft__inject_is_empty(&rt->inject))
+        return NULL;
+    uint64_t want = weft__load_rlx_u64(&rt->inject.len) / rt->nworkers + 1;
+    if (want > WEFT__INJECT_BATCH)
+        want = WEFT__INJECT_BATCH;
+    uint64_t n;
+    weft_task *t = weft__inject_pop(&rt->inject, want, &n);
+    if (!t)
+        return NULL;
+    weft__count(&w->counters.inject_pops, n);
+    for (weft_task *rest = t->next; rest;) {
+        weft_task *next = rest->next;
+        local_push(w, rest);
+        rest = next;
+    }
+    if (n > 1 && rt->nworkers > 1)
+        weft__notify(rt);
+    return t;
+}
+
+static weft_task *find_local(struct weft__worker *w)
+{
+    weft_task *t;
+    if (WEFT_UNLIKELY(++w->tick % WEFT__FAIR_TICKS == 0)) {
+        if ((t = inject_take(w)) || (t = yield_pop(w)))
+            return t;
+    }
+    if (w->lifo) {
+        t = w->lifo;
+        w->lifo = NULL;
+        if (w->lifo_streak++ < WEFT__LIFO_MAX)
+            return t;
+        local_push(w, t);
+        if (w->rt->nworkers > 1)
+            weft__notify(w->rt);
+    }
+    w->lifo_streak = 0;
+    if ((t = weft__deque_pop(&w->deque)) || (t = yield_pop(w)))
+        return t;
+    return inject_take(w);
+}
+
+/* --------------------------------------------------------------------------
+ * Stealing and the idle protocol
+ */
+
+static weft_task *steal_from(struct weft__worker *w, struct weft__worker *v)
+{
+    weft__count(&w->counters.steals_tried, 1);
+    for (int tries = 0; tries < 4; tries++) {
+        void *x = weft__deque_steal(&v->deque);
+        if (x == WEFT__STEAL_EMPTY)
+            return NULL;
+        if (x == WEFT__STEAL_RETRY)
+            continue;
+        /* Take up to half of what is left, into our own deque. */
+        size_t more = weft__deque_len(&v->deque) / 2, got = 1;
+        if (more > WEFT__STEAL_BATCH)
+            more = WEFT__STEAL_BATCH;
+        while (more--) {
+            void *y = weft__deque_steal(&v->deque);
+            if (y == WEFT__STEAL_EMPTY || y == WEFT__STEAL_RETRY)
+                break;
+            local_push(w, y);
+            got++;
+        }
+        weft__count(&w->counters.steals, got);
+        return x;
+    }
+    return NULL;
+}
+
+static weft_task *steal_any(struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    unsigned n = rt->nworkers;
+    unsigned start = (unsigned)(next_random(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        struct weft__worker *v = rt->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        weft_task *t = steal_from(w, v);
+        if (t)
+            return t;
+    }
+    return inject_take(w);
+}
+
+/* Stop counting this worker as spinning. A last spinner that found work
+ * wakes another, which looks for the rest. */
+static void stop_spinning(struct weft__worker *w, bool found)
+{
+    if (!w->spinning)
+        return;
+    w->spinning = false;
+    uint32_t before = weft__faa_seq_u32(&w->rt->nr_spinning, (uint32_t)-1);
+    if (found && before == 1)
+        weft__notify(w->rt);
+}
+
+static weft_task *search(struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    if (rt->nworkers == 1)
+        return NULL;
+    if (!w->spinning) {
+        uint32_t s = weft__load_rlx_u32(&rt->nr_spinning);
+        if (2 * s >= rt->nworkers)
+            return NULL;
+        weft__faa_seq_u32(&rt->nr_spinning, 1);
+        w->spinning = true;
+    }
+    for (int round = 0; round < WEFT__SPIN_ROUNDS; round++) {
+        weft_task *t = steal_any(w);
+        if (t)
+            return t;
+        for (int i = 0; i < 32; i++)
+            weft__cpu_relax();
+    }
+    return NULL;
+}
+
+/* Anything another worker or thread may have published for us to run. */
+static bool work_visible(const struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    if (!weft__inject_is_empty(&rt->inject) || weft__load_rlx_u32(&rt->stop))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (weft__deque_len(&rt->workers[i]->deque) > 0)
+            return true;
+    return false;
+}
+
+/* Take this worker out of rt->idle after it found work while announcing
+ * itself. If a notifier got there first, it counted us as spinning. */
+static void unpark_self(struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    pthread_mutex_lock(&rt->idle_lock);
+    for (unsigned i = 0; i < rt->nidle; i++) {
+        if (rt->idle[i] == w->index) {
+            rt->idle[i] = rt->idle[--rt->nidle];
+            weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+            pthread_mutex_unlock(&rt->idle_lock);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+    w->spinning = true;
+}
+
+static void park(struct weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    stop_spinning(w, false);
+    pthread_mutex_lock(&rt->idle_lock);
+    uint32_t seq = weft__load_rlx_u32(&w->park_futex);
+    rt->idle[rt->nidle++] = w->index;
+    weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+    pthread_mutex_unlock(&rt->idle_lock);
+    /* W2 of the protocol above: the announcement before the re-check.
+     * Pairs with the fence in weft__notify (P2). */
+    weft__fence_seq();
+    if (work_visible(w)) {
+        unpark_self(w);
+        return;
+    }
+    weft__count(&w->counters.parks, 1);
+    /* Acquire: pairs with the release bump in notify_slow and
+     * weft__worker_stop_all, so what they published is visible. */
+    while (weft__load_acq_u32(&w->park_futex) == seq)
+        weft__futex_wait(&w->park_futex, seq);
+    /* Our waker popped us from rt->idle and counted us as spinning. */
+    w->spinning = true;
+}
+
+static __attribute__((noinline)) void notify_slow(weft_runtime *rt)
+{
+    pthread_mutex_lock(&rt->idle_lock);
+    if (rt->nidle == 0 || weft__load_rlx_u32(&rt->nr_spinning) != 0) {
+        pthread_mutex_unlock(&rt->idle_lock);
+        return;
+    }
+    struct weft__worker *v = rt->workers[rt->idle[--rt->nidle]];
+    weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+    weft__faa_seq_u32(&rt->nr_spinning, 1);
+    /* Release, under idle_lock: see park(). */
+    weft__store_rel_u32(&v->park_futex, v->park_futex + 1);
+    pthread_mutex_unlock(&rt->idle_lock);
+    weft__futex_wake(&v->park_futex, 1);
+    struct weft__worker *self = weft__tls_worker;
+    if (self && self->rt == rt)
+        weft__count(&self->counters.wakeups, 1);
+}
+
+void weft__notify(weft_runtime *rt)
+{
+    /* P2 of the protocol above: the work published by the caller before
+     * the reads of the idle counts. Pairs with the fence in park (W2). */
+    weft__fence_seq();
+    if (weft__load_rlx_u32(&rt->nr_spinning) != 0 ||
+        weft__load_rlx_u32(&rt->nr_parked) == 0)
+        return;
+    notify_slow(rt);
+}
+
+/* --------------------------------------------------------------------------
+ * Running tasks
+ */
+
+/* The task switched back to the scheduler: do what it asked. */
+static void after_switch(struct weft__worker *w, weft_task *t)
+{
+    switch (w->op) {
+    case WEFT__OP_YIELD:
+        set_where(t, (int)w->index, WEFT_TASK_READY);
+        yield_push(w, t);
+        break;
+    case WEFT__OP_PARK:
+        set_where(t, (int)w->index, WEFT_TASK_WAITING);
+        /* Seq CAS: publishes the saved context (t->sp) to the waker's
+         * exchange in weft__waiter_wake, which then enqueues t. If it
+         * fails, the waker came first and left RUN: requeue t here. */
+        if (!weft__cas_seq_u32(&t->park_state, WEFT__PARKING, WEFT__PARKED)) {
+            set_where(t, (int)w->index, WEFT_TASK_READY);
+            weft__task_enqueue(t);
+        }
+        break;
+    case WEFT__OP_EXIT:
+        weft__task_finish(w, t);
+        break;
+    case WEFT__OP_NONE:
+        weft__panic("after_switch: task %llu switched out with no reason",
+                    (unsigned long long)t->id);
+    }
+    w->op = WEFT__OP_NONE;
+}
+
+static void run_task(struct weft__worker *w, weft_task *t)
+{
+    if (!t->stack) {
+        t->stack =
+            weft__stack_acquire(&w->rt->stacks, &w->stacks, t->stack_size);
+        if (!t->stack)
+            weft__panic("no memory for the stack of task %llu (%zu bytes): "
+                        "%s; lower the number of live tasks or raise "
+                        "vm.max_map_count",
+                        (unsigned long long)t->id,
+                        t->stack_size ? (size_t)t->stack_size
+                                      : w->rt->stacks.size,
+                        strerror(errno));
+        t->sp = weft__ctx_make(weft__stack_top(t->stack), task_main, t);
+    }
+    w->current = t;
+    set_where(t, (int)w->index, WEFT_TASK_RUNNING);
+    weft__count(&w->counters.runs, 1);
+    weft__count(&w->counters.switches, 2);
+    switch_to_task(w, t);
+    w->current = NULL;
+    after_switch(w, t);
+}
+
+static void *worker_main(void *arg)
+{
+    struct weft__worker *w = arg;
+    weft_runtime *rt = w->rt;
+    weft__tls_worker = w;
+    w->altstack = weft__stack_altstack_new();
+#ifdef WEFT_ASAN
+    pthread_attr_t attr;
+    void *lo;
+    pthread_getattr_np(pthread_self(), &attr);
+    pthread_attr_getstack(&attr, &lo, &w->sched_stack_size);
+    pthread_attr_destroy(&attr);
+    w->sched_stack_lo = lo;
+#endif
+#ifdef WEFT_TSAN
+    w->tsan_sched_fiber = __tsan_get_current_fiber();
+#endif
+    while (!weft__load_rlx_u32(&rt->stop)) {
+        weft_task *t = find_local(w);
+        if (!t)
+            t = search(w);
+        if (!t) {
+            park(w);
+            continue;
+        }
+        stop_spinning(w, true);
+        run_task(w, t);
+    }
+    weft__stack_cache_drain(&rt->stacks, &w->stacks);
+    weft__stack_altstack_free(w->altstack);
+    weft__tls_worker = NULL;
+    return NULL;
+}
+
+/* --------------------------------------------------------------------------
+ * Making tasks runnable
+ */
+
+void weft__task_enqueue(weft_task *t)
+{
+    struct weft__worker *w = weft__tls_worker;
+    set_where(t, w ? (int)w->index : -1, WEFT_TASK_READY);
+    if (w && w->rt == t->rt) {
+        /* The LIFO slot: the woken task runs next on this worker. The task
+         * it displaces becomes stealable. */
+        weft_task *prev = w->lifo;
+        w->lifo = t;
+        if (prev) {
+            local_push(w, prev);
+            if (w->rt->nworkers > 1)
+                weft__notify(w->rt);
+        }
+        return;
+    }
+    weft__inject_push(&t->rt->inject, t, t, 1);
+    weft__notify(t->rt);
+}
+
+void weft__task_submit(weft_task *t)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (w && w->rt == t->rt) {
+        local_push(w, t);
+        if (w->rt->nworkers > 1)
+            weft__notify(w->rt);
+        return;
+    }
+    weft__inject_push(&t->rt->inject, t, t, 1);
+    weft__notify(t->rt);
+}
+
+int weft_yield(void)
+{
+    struct weft__worker *w = weft__tls_worker;
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    switch_to_sched(t, WEFT__OP_YIELD);
+    return 0;
+}
+
+/* --------------------------------------------------------------------------
+ * Waiters (sched/sched.h)
+ */
+
+void weft__waiter_prepare(struct weft__waiter *wt)
+{
+    struct weft__worker *w = weft__tls_worker;
+    wt->task = w ? w->current : NULL;
+    wt->futex = 0;
+    /* Relaxed: the caller publishes the waiter with a release operation
+     * (or under a lock) after this, which orders this store before any
+     * waker can see the waiter. */
+    if (wt->task)
+        weft__store_rlx_u32(&wt->task->park_state, WEFT__PARKING);
+}
+
+void weft__waiter_wait(struct weft__waiter *wt)
+{
+    if (wt->task) {
+        switch_to_sched(wt->task, WEFT__OP_PARK);
+        return;
+    }
+    /* Acquire: pairs with the release store in weft__waiter_wake. */
+    while (weft__load_acq_u32(&wt->futex) == 0)
+        weft__futex_wait(&wt->futex, 0);
+}
+
+void weft__waiter_abandon(struct weft__waiter *wt)
+{
+    /* Never published, so no waker can race this store. */
+    if (wt->task)
+        weft__store_rlx_u32(&wt->task->park_state, WEFT__RUN);
+}
+
+void weft__waiter_wake(struct weft__waiter *wt)
+{
+    weft_task *t = wt->task; /* read before the waiter's stack may change */
+    if (t) {
+        /* Seq exchange: pairs with the scheduler's CAS in after_switch.
+         * Exactly one of the two sees the other and enqueues t. */
+        if (weft__xchg_seq_u32(&t->park_state, WEFT__RUN) == WEFT__PARKED)
+            weft__task_enqueue(t);
+        return;
+    }
+    /* Release: what the waker did before is visible to the woken thread.
+     * The thread may return (and its stack frame vanish) as soon as it
+     * sees the store; a futex wake on a stale address is harmless. */
+    weft__store_rel_u32(&wt->futex, 1);
+    weft__futex_wake(&wt->futex, 1);
+}
+
+/* --------------------------------------------------------------------------
+ * Worker lifecycle (runtime.c calls these)
+ */
+
+int weft__worker_new(weft_runtime *rt, unsigned index)
+{
+    struct weft__worker *w = weft__malloc_aligned(WEFT__CACHELINE, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    memset(w, 0, sizeof(*w));
+    w->rt = rt;
+    w->index = index;
+    w->rng = 0x9e3779b97f4a7c15ull * (index + 1);
+    weft__spin_init(&w->shard.lock);
+    int err = weft__deque_init(&w->deque, WEFT__DEQUE_CAP);
+    if (err < 0) {
+        weft__free(w);
+        return err;
+    }
+    rt->workers[index] = w;
+    return 0;
+}
+
+/* Called once every worker of rt exists: a worker may steal from any other
+ * as soon as it runs. */
+int weft__worker_launch(struct weft__worker *w)
+{
+    int err = pthread_create(&w->thread, NULL, worker_main, w);
+    if (err)
+        return -err;
+    char name[16];
+    snprintf(name, sizeof(name), "weft-w%u", w->index);
+    pthread_setname_np(w->thread, name);
+    return 0;
+}
+
+void weft__worker_stop_all(weft_runtime *rt, unsigned started)
+{
+    /* Release: workers that see stop see everything before it. */
+    weft__store_rel_u32(&rt->stop, 1);
+    pthread_mutex_lock(&rt->idle_lock);
+    for (unsigned i = 0; i < started; i++)
+        weft__store_rel_u32(&rt->workers[i]->park_futex,
+                            rt->workers[i]->park_futex + 1);
+    pthread_mutex_unlock(&rt->idle_lock);
+    for (unsigned i = 0; i < started; i++) {
+        weft__futex_wake(&rt->workers[i]->park_futex, 1);
+        pthread_join(rt->workers[i]->thread, NULL);
+    }
+}
+
+void weft__worker_free(struct weft__worker *w)
+{
+    if (!w)
+        return;
+    weft__deque_destroy(&w->deque);
+    weft__free(w);
+}
