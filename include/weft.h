@@ -225,7 +225,7 @@ typedef struct weft_counters {
     uint64_t steals_tried; /**< steal attempts on other workers' deques */
     uint64_t steals;       /**< tasks taken by those attempts */
     uint64_t inject_pops;  /**< tasks taken from the injection queue */
-    uint64_t overflows;    /**< batches moved to the injection queue */
+    uint64_t grows;        /**< times its deque doubled in size */
     uint64_t parks;        /**< times this worker went to sleep */
     uint64_t wakeups;      /**< times this worker woke a sleeping one */
 } weft_counters;

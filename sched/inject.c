@@ -1,7 +1,7 @@
 /* The injection queue: where tasks enter a runtime from outside its
  * workers (spawned by a plain thread, woken by another runtime's task or,
- * later, by the reactor and timers), and where a worker whose deque is full
- * moves half of it.
+ * later, by the reactor and timers), and where a task goes if its worker's
+ * deque cannot grow (out of memory).
  *
  * An intrusive FIFO list under a mutex, not ck_ring or ck_fifo: it must
  * never fail and never block its producers for long (a plain thread may

@@ -51,7 +51,8 @@ struct weft__stack_pool {
     unsigned mprotect_guards;     /* guards installed with the fallback */
     bool madv_guard_failed;       /* kernel lacks MADV_GUARD_INSTALL */
     /* Immutable after init: */
-    size_t size;        /* usable bytes of a pooled stack */
+    size_t task_size;   /* the configured stack size tasks are promised */
+    size_t size;        /* usable bytes of a pooled stack: 2 * task_size */
     size_t cache_limit; /* bytes each worker may cache */
     size_t page;
 };
@@ -101,6 +102,9 @@ struct weft_task {
      * joiner == WEFT__JOIN_DONE (acquire). */
     void *arg;
     weft_runtime *rt;
+    /* The task that spawned it (NULL from a plain thread). Compared, never
+     * dereferenced: a joiner runs its own unstarted children inline. */
+    weft_task *parent;
     /* Any thread, atomic: NULL, a struct weft__waiter * (a joiner waits),
      * WEFT__JOIN_DETACHED, or WEFT__JOIN_DONE. The single point where
      * completion meets join or detach: see task.c. */
@@ -132,7 +136,7 @@ struct weft__shard {
 
 /* --------------------------------------------------------------------------
  * The injection queue (inject.c): tasks made ready off-worker, spawned from
- * plain threads, and the overflow of full deques.
+ * plain threads, and tasks whose worker's deque could not grow.
  */
 struct weft__inject {
     pthread_mutex_t lock;
@@ -234,6 +238,10 @@ void weft__worker_free(struct weft__worker *w);
 void weft__task_enqueue(weft_task *t);
 /* Make a new task runnable. */
 void weft__task_submit(weft_task *t);
+/* Called by a task joining target: run the calling task's own unstarted
+ * children from the bottom of this worker's deque, on the calling task's
+ * stack, until target is done or there is none (or no stack room) left. */
+void weft__join_run_inline(weft_task *target);
 /* Wake one parked worker if no worker is looking for work. */
 void weft__notify(weft_runtime *rt);
 

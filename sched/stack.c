@@ -16,6 +16,12 @@
  * WEFT__MPROTECT_GUARDS_MAX and reports ENOMEM before the process runs out
  * of mappings (which would also break LeakSanitizer at exit).
  *
+ * Default-sized stacks reserve twice the configured size: a task may use
+ * its own size, and a join may run an unstarted child inline on the
+ * joiner's stack while at least the child's size is left (worker.c). Only
+ * touched pages cost memory (MAP_NORESERVE), so the reserve is address
+ * space, not RAM.
+ *
  * Reuse: a worker keeps released default-sized stacks in its own cache (no
  * lock, still warm in cache) up to pool->cache_limit bytes; beyond that a
  * stack goes to the runtime's shared free list with all but its top page
@@ -69,7 +75,8 @@ int weft__stack_pool_init(struct weft__stack_pool *p, size_t size,
 {
     memset(p, 0, sizeof(*p));
     p->page = (size_t)sysconf(_SC_PAGESIZE);
-    p->size = (size + p->page - 1) & ~(p->page - 1);
+    p->task_size = (size + p->page - 1) & ~(p->page - 1);
+    p->size = 2 * p->task_size;
     p->cache_limit = cache_limit;
     return -pthread_mutex_init(&p->lock, NULL);
 }
@@ -121,28 +128,26 @@ static int guard_install(struct weft__stack_pool *p, char *at)
     return 0;
 }
 
-/* Carve a new pooled stack. Caller holds p->lock. */
+/* Carve a new pooled stack. Caller holds p->lock. A region's first page
+ * holds its descriptor, so carving never touches the heap: stacks come from
+ * mmap alone, and a heap that is out of memory cannot stop a task from
+ * starting. */
 static struct weft__stack *carve(struct weft__stack_pool *p)
 {
     size_t slot = p->page + p->size;
     if ((size_t)(p->carve_end - p->carve) < slot) {
-        struct weft__region *r = weft__malloc(sizeof(*r));
-        if (!r) {
-            errno = ENOMEM;
+        size_t len = p->page + slot * (WEFT__REGION_BYTES / slot + 1);
+        char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED)
             return NULL;
-        }
-        r->len = slot * (WEFT__REGION_BYTES / slot + 1);
-        r->base = mmap(NULL, r->len, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (r->base == MAP_FAILED) {
-            weft__free(r);
-            errno = ENOMEM;
-            return NULL;
-        }
+        struct weft__region *r = (struct weft__region *)base;
+        r->base = base;
+        r->len = len;
         r->next = p->regions;
         p->regions = r;
-        p->carve = r->base;
-        p->carve_end = r->base + r->len;
+        p->carve = base + p->page;
+        p->carve_end = base + len;
     }
     int err = guard_install(p, p->carve);
     if (err < 0) {
@@ -187,7 +192,7 @@ struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,
                                         size_t size)
 {
     struct weft__stack *st;
-    if (size != 0 && size != p->size) {
+    if (size != 0 && size != p->task_size) {
         st = map_one(p, size);
     } else if (c->head) {
         st = c->head;
@@ -251,14 +256,14 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p)
         p->regions = r->next;
         /* Every carved slot has a descriptor; the rest of the newest
          * region was never carved. */
+        char *first = r->base + p->page;
         char *end = (r->base <= p->carve && p->carve <= r->base + r->len)
                         ? p->carve
                         : r->base + r->len;
-        for (char *s = r->base; s + slot <= end; s += slot)
+        for (char *s = first; s + slot <= end; s += slot)
             tsan_fiber_free(
                 (struct weft__stack *)(s + slot - WEFT__DESC_BYTES));
         munmap(r->base, r->len);
-        weft__free(r);
     }
     pthread_mutex_destroy(&p->lock);
 }
@@ -293,6 +298,9 @@ static char *put_u64(char *at, char *end, uint64_t v)
 
 static void report_overflow(const weft_task *t)
 {
+    /* The size the task was promised (its own, or the runtime's default),
+     * not the reserve behind it: that is the figure a user can change. */
+    uint64_t size = t->stack_size ? t->stack_size : t->rt->stack_size;
     char msg[512];
     char *at = msg, *end = msg + sizeof(msg);
     at = put_str(at, end, "weft: stack overflow in task ");
@@ -302,12 +310,14 @@ static void report_overflow(const weft_task *t)
         at = put_str(at, end, t->name);
         at = put_str(at, end, "\"");
     }
-    at = put_str(at, end, ": it used all of its ");
-    at = put_u64(at, end, t->stack->size - WEFT__DESC_BYTES);
+    at = put_str(at, end, ": it used all of its stack of ");
+    at = put_u64(at, end, size / 1024);
+    at = put_str(at, end, " KiB (");
+    at = put_u64(at, end, size);
     at = put_str(at, end,
-                 "-byte stack. Give it more with "
-                 "weft_task_opts.stack_size (weft_spawn_ex), or "
-                 "weft_config.stack_size for every task.\n");
+                 " bytes). Give it more with weft_task_opts.stack_size "
+                 "(weft_spawn_ex), or weft_config.stack_size for every "
+                 "task.\n");
     ssize_t unused = write(STDERR_FILENO, msg, (size_t)(at - msg));
     (void)unused;
 }

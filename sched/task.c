@@ -79,6 +79,7 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     t->rt = rt;
+    t->parent = w ? w->current : NULL;
     t->joiner = NULL;
     t->next = NULL;
     t->id = new_id(local ? w : NULL);
@@ -128,12 +129,13 @@ void weft__task_free(weft_task *t)
     weft__free(t);
 }
 
-/* The task has returned and switched out for good; runs on the scheduler
- * context of worker w. */
+/* The task has returned: on the scheduler context of worker w after its
+ * last switch, or on its joiner's stack when it ran inline. */
 void weft__task_finish(struct weft__worker *w, weft_task *t)
 {
     weft_runtime *rt = t->rt;
-    weft__stack_release(&rt->stacks, &w->stacks, t->stack);
+    if (t->stack) /* NULL when it ran inline on its joiner's stack */
+        weft__stack_release(&rt->stacks, &w->stacks, t->stack);
     t->stack = NULL;
 
     struct weft__shard *s = shard_of(t);
@@ -172,6 +174,10 @@ int weft_join(weft_task *t, void **result)
     struct weft__worker *w = weft__tls_worker;
     if (w && w->current == t)
         return -EINVAL;
+    /* Fork-join: if t has not started, run it (and any younger sibling
+     * above it in the deque) right here instead of parking. */
+    if (w && w->current && w->rt == t->rt)
+        weft__join_run_inline(t);
     /* Acquire: pairs with the exchange in weft__task_finish. */
     if (weft__load_acq_ptr(&t->joiner) != WEFT__JOIN_DONE) {
         struct weft__waiter wt;

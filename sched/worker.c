@@ -21,7 +21,7 @@
  * once more. At most half the workers spin at once (Go and Tokio bound them
  * the same way): more would only burn CPU stealing from each other.
  *
- * Making work visible to others (a spawn, an overflow, a wake from another
+ * Making work visible to others (a spawn, a steal batch, a wake from another
  * thread) calls weft__notify(), which wakes one parked worker, and only
  * when no worker is spinning: a spinner will find the work. A spinner that
  * finds work and was the last spinner wakes the next parked worker, so
@@ -192,34 +192,18 @@ static void task_main(void *arg)
  * Local queues (owner only)
  */
 
-/* Push onto the own deque; when it is full, move the older half and t to
- * the injection queue in one batch. The caller notifies. */
+/* Push onto the own deque, growing it when full. Only if growing fails
+ * (out of memory) does t go to the injection queue, which never fails.
+ * The caller notifies. */
 static void local_push(struct weft__worker *w, weft_task *t)
 {
     if (WEFT_LIKELY(weft__deque_push(&w->deque, t)))
         return;
-    weft_task *first = NULL, *last = NULL;
-    uint64_t n = 0;
-    while (n < WEFT__DEQUE_CAP / 2) {
-        void *x = weft__deque_steal(&w->deque);
-        if (x == WEFT__STEAL_EMPTY)
-            break;
-        if (x == WEFT__STEAL_RETRY)
-            continue; /* a thief won this one; the deque is still full */
-        weft_task *s = x;
-        if (last)
-            last->next = s;
-        else
-            first = s;
-        last = s;
-        n++;
+    if (weft__deque_grow(&w->deque) == 0 && weft__deque_push(&w->deque, t)) {
+        weft__count(&w->counters.grows, 1);
+        return;
     }
-    if (last)
-        last->next = t;
-    else
-        first = t;
-    weft__inject_push(&w->rt->inject, first, t, n + 1);
-    weft__count(&w->counters.overflows, 1);
+    weft__inject_push(&w->rt->inject, t, t, 1);
 }
 
 static void yield_push(struct weft__worker *w, weft_task *t)
@@ -507,8 +491,12 @@ static void run_task(struct weft__worker *w, weft_task *t)
     weft__count(&w->counters.runs, 1);
     weft__count(&w->counters.switches, 2);
     switch_to_task(w, t);
+    /* Not necessarily t: if t ran a child inline and that child suspended,
+     * t was resumed here through the child, and what switches out now is
+     * whichever task owns the stack's top (see weft__join_run_inline). */
+    weft_task *out = w->current;
     w->current = NULL;
-    after_switch(w, t);
+    after_switch(w, out);
 }
 
 static void *worker_main(void *arg)
@@ -580,6 +568,70 @@ void weft__task_submit(weft_task *t)
     }
     weft__inject_push(&t->rt->inject, t, t, 1);
     weft__notify(t->rt);
+}
+
+/* --------------------------------------------------------------------------
+ * Fork-join inline execution
+ *
+ * A task joining a child that has not started would park, and the worker
+ * would then start the child on a fresh stack: four switches and a stack
+ * for work the joiner could do itself. Instead the joiner pops the bottom
+ * of its worker's deque and, if it is one of its own children that never
+ * ran, calls it right here on the joiner's stack (TBB and Cilk do the
+ * same). Popping removes the only queue entry of that child, so it cannot
+ * also be run by anyone else.
+ *
+ * The child keeps its identity: weft_current() is the child while it runs,
+ * and if it suspends, the worker switches out the child (its context is
+ * saved in the child, on the borrowed stack) and later resumes it, possibly
+ * on another worker; when it returns, the joiner continues from there.
+ *
+ * Stack room: the child runs only if the joiner's stack has at least the
+ * child's own stack size free, so every task still gets the stack it asked
+ * for. Default stacks reserve twice their size (stack.c) to leave that room.
+ */
+
+static bool stack_room(const weft_task *self, const weft_task *child,
+                       size_t default_size)
+{
+    size_t need = child->stack_size ? child->stack_size : default_size;
+    char here;
+    return (size_t)(&here - self->stack->lo) > need + 4096;
+}
+
+static void run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
+{
+    c->stack = self->stack; /* borrowed: marks c as started */
+    set_where(self, (int)w->index, WEFT_TASK_WAITING);
+    set_where(c, (int)w->index, WEFT_TASK_RUNNING);
+    w->current = c;
+    weft__count(&w->counters.runs, 1);
+    c->arg = c->fn(c->arg);
+    w = weft__tls_worker; /* c may have suspended and moved */
+    w->current = self;
+    set_where(self, (int)w->index, WEFT_TASK_RUNNING);
+    c->stack = NULL;
+    weft__task_finish(w, c);
+}
+
+void weft__join_run_inline(weft_task *target)
+{
+    struct weft__worker *w = weft__tls_worker;
+    weft_task *self = w->current;
+    while (weft__load_acq_ptr(&target->joiner) != WEFT__JOIN_DONE) {
+        weft_task *c = weft__deque_pop(&w->deque);
+        if (!c)
+            return;
+        if (c->parent != self || c->stack ||
+            !stack_room(self, c, w->rt->stack_size)) {
+            /* Not ours to run: put it back where it was. The push cannot
+             * fail, the pop just made room. */
+            weft__deque_push(&w->deque, c);
+            return;
+        }
+        run_inline(w, self, c);
+        w = weft__tls_worker;
+    }
 }
 
 int weft_yield(void)
