@@ -63,8 +63,13 @@ typedef void *(*weft_fn)(void *arg);
 typedef struct weft_config {
     /** Worker threads. 0: one per online CPU. At most WEFT_MAX_WORKERS. */
     unsigned workers;
-    /** Default usable stack bytes per task. 0: WEFT_STACK_DEFAULT. Rounded
-     * up to whole pages; at least WEFT_STACK_MIN. */
+    /** Stack bytes every task is promised. 0: WEFT_STACK_DEFAULT. Rounded
+     * up to whole pages; at least WEFT_STACK_MIN. Default-sized stacks
+     * reserve twice this much address space (only touched pages use
+     * memory) so that a join can run an unstarted child on the joiner's
+     * stack while the child still has its full promised size (see
+     * weft_join). Below the stack sits a guard page: an overflow prints
+     * the task's id, name and stack size, then aborts. */
     size_t stack_size;
     /** Bytes of idle stacks each worker keeps for reuse before it hands
      * them back to the shared pool with their memory released.
@@ -151,7 +156,15 @@ WEFT_API WEFT_NODISCARD weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn,
 /** Wait for t to finish and free its handle (await task). Suspends.
  * Callable from a task, or from a plain thread (which blocks). A task must
  * not join itself. Stores t's return value in *result if result is not
- * NULL. Returns 0, or:
+ * NULL.
+ *
+ * Fork-join: if t is one of the caller's own children and has not started,
+ * the caller runs it (and any younger unstarted children of its own above
+ * it in its worker's queue) directly on its own stack instead of
+ * suspending, as TBB and Cilk do. The child keeps its identity
+ * (weft_current() is the child) and may suspend as usual; this only
+ * happens while the caller's stack has the child's full stack size free.
+ * Returns 0, or:
  *   -EINVAL   t is NULL, or t is the calling task (the handle is kept)
  */
 WEFT_API WEFT_NODISCARD int weft_join(weft_task *t, void **result);
@@ -174,7 +187,10 @@ WEFT_API uint64_t weft_task_id(const weft_task *t);
 WEFT_API weft_task *weft_current(void);
 
 /** Let the other ready tasks run, then continue (asyncio.sleep(0)).
- * Suspends. Returns 0, or -EPERM outside a task. */
+ * Suspends: the caller goes behind every task ready on its worker. When no
+ * other task is ready there, it returns at once without switching, as
+ * sleep(0) does on an empty ready queue. Returns 0, or -EPERM outside a
+ * task. */
 WEFT_API WEFT_NODISCARD int weft_yield(void);
 
 enum weft_task_state {
@@ -221,7 +237,8 @@ typedef struct weft_counters {
     uint64_t spawned;      /**< tasks spawned from this worker */
     uint64_t runs;         /**< times a task was resumed here */
     uint64_t completed;    /**< tasks that finished here */
-    uint64_t switches;     /**< context switches, both directions */
+    uint64_t switches;     /**< context switches (a child run inline by
+                                its joiner takes none) */
     uint64_t steals_tried; /**< steal attempts on other workers' deques */
     uint64_t steals;       /**< tasks taken by those attempts */
     uint64_t inject_pops;  /**< tasks taken from the injection queue */
@@ -237,7 +254,9 @@ typedef struct weft_stats {
 } weft_stats;
 
 /** Totals for rt (NULL: the calling task's runtime). Returns 0 or -EINVAL
- * (no runtime). Never suspends; callable from any thread. */
+ * (no runtime). Never suspends; callable from any thread. (DESIGN.md calls
+ * this weft_stats(); C does not allow a function and the weft_stats type
+ * to share a name.) */
 WEFT_API WEFT_NODISCARD int weft_stats_get(weft_runtime *rt, weft_stats *s);
 
 /** The counters of one worker of rt (NULL: the calling task's runtime).
