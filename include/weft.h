@@ -61,7 +61,8 @@ typedef void *(*weft_fn)(void *arg);
 
 /** Runtime configuration. A zeroed struct (or NULL) means defaults. */
 typedef struct weft_config {
-    /** Worker threads. 0: one per online CPU. At most WEFT_MAX_WORKERS. */
+    /** Worker threads. 0: one per CPU the calling thread may run on
+     * (sched_getaffinity, as Go's GOMAXPROCS). At most WEFT_MAX_WORKERS. */
     unsigned workers;
     /** Stack bytes every task is promised. 0: WEFT_STACK_DEFAULT. Rounded
      * up to whole pages; at least WEFT_STACK_MIN. Default-sized stacks
@@ -109,10 +110,13 @@ WEFT_API weft_runtime *weft_runtime_new(const weft_config *cfg);
 WEFT_API WEFT_NODISCARD int weft_runtime_run(weft_runtime *rt, weft_fn fn,
                                              void *arg, void **result);
 
-/** Wait for every task of rt to finish, stop the workers and free rt
- * (loop.close). Tasks that are never joined are not leaked: the runtime
- * waits for them. Must not be called from a task of rt itself (that could
- * never finish: it aborts with a message). NULL is a no-op. */
+/** Wait for every task of rt to finish, detached or not, then stop the
+ * workers and free rt (loop.close). A task handle is freed only by
+ * weft_join or weft_detach: a handle neither joined nor detached stays
+ * allocated, as a pthread_t that is never joined does, and LeakSanitizer
+ * reports it. Must not be called from a task of rt itself (that could never
+ * finish: it aborts with a message); from a task of another runtime it
+ * blocks that task's worker. NULL is a no-op. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
 /** The runtime of the calling task, or NULL outside a task. */

@@ -57,10 +57,16 @@ static inline bool weft__cas_seq_u32(uint32_t *p, uint32_t old, uint32_t new_)
 #define weft__xchg_seq_u32(p, v) __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
 #define weft__faa_seq_u64(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define weft__faa_seq_u32(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
-#define weft__fence_seq()        __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define weft__fence_acq()        __atomic_thread_fence(__ATOMIC_ACQUIRE)
-#define weft__fence_rel()        __atomic_thread_fence(__ATOMIC_RELEASE)
-#define weft__cpu_relax()        __builtin_ia32_pause()
+/* TSan does not model standalone fences (GCC refuses them under
+ * -fsanitize=thread). Every fence becomes a sequentially consistent RMW on
+ * one shared word instead: those RMWs are totally ordered and synchronize
+ * with each other, which is at least as strong as the fences they stand
+ * for, so TSan sees every ordering the code relies on. It may see more
+ * (and so miss a race that needs a fence to be weaker), never less. */
+extern uint64_t weft__tsan_fence_word;
+#define weft__fence_seq()                                                      \
+    ((void)__atomic_fetch_add(&weft__tsan_fence_word, 0, __ATOMIC_SEQ_CST))
+#define weft__cpu_relax() __builtin_ia32_pause()
 
 #else /* ck_pr */
 

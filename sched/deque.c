@@ -17,6 +17,10 @@
 #include "sched/alloc.h"
 #include "sched/atomic.h"
 
+#ifdef WEFT_TSAN
+uint64_t weft__tsan_fence_word; /* see weft__fence_seq in sched/atomic.h */
+#endif
+
 static struct weft__deque_array *array_new(uint64_t cap)
 {
     struct weft__deque_array *a =

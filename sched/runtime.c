@@ -8,6 +8,7 @@
  * before each sleep. No polling, no lost wake-up.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -46,14 +47,27 @@ static void runtime_release(weft_runtime *rt, unsigned launched)
     weft__free(rt);
 }
 
+/* One worker per CPU this thread may run on (as Go's GOMAXPROCS), so that
+ * a process limited by taskset or a cgroup cpuset does not start more
+ * workers than it has CPUs. */
+static unsigned default_workers(void)
+{
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        return 1;
+    return n < WEFT_MAX_WORKERS ? (unsigned)n : WEFT_MAX_WORKERS;
+}
+
 weft_runtime *weft_runtime_new(const weft_config *cfg)
 {
     weft_config c = cfg ? *cfg : (weft_config){0};
-    if (c.workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c.workers =
-            n > 0 ? (unsigned)(n < WEFT_MAX_WORKERS ? n : WEFT_MAX_WORKERS) : 1;
-    }
+    if (c.workers == 0)
+        c.workers = default_workers();
     if (c.stack_size == 0)
         c.stack_size = WEFT_STACK_DEFAULT;
     if (c.workers > WEFT_MAX_WORKERS || c.stack_size < WEFT_STACK_MIN ||
