@@ -33,9 +33,9 @@
 /* Allocations left before one fails; 0: never. Any thread, atomic. */
 extern uint64_t weft__alloc_countdown;
 
-/* Make the n-th heap allocation from now fail (n = 0: turn off). For tests;
- * exported so that test programs linked to the shared library reach it. */
-__attribute__((visibility("default"))) void weft__alloc_fail_after(long n);
+/* Make the n-th heap allocation from now fail (n = 0: turn off). For the
+ * tests, which link the static library; not part of the shared ABI. */
+void weft__alloc_fail_after(long n);
 
 __attribute__((noinline)) bool weft__alloc_should_fail(void);
 
