@@ -238,7 +238,7 @@ WEFT_API const char *weft_strerror(int err);
  */
 
 typedef struct weft_counters {
-    uint64_t spawned;      /**< tasks spawned from this worker */
+    uint64_t spawned;      /**< tasks this worker spawned into its runtime */
     uint64_t runs;         /**< times a task was resumed here */
     uint64_t completed;    /**< tasks that finished here */
     uint64_t switches;     /**< context switches (a child run inline by

@@ -157,5 +157,8 @@ typedef ck_spinlock_fas_t weft__spinlock;
  * (load + store, no locked instruction) is enough because only its owner
  * writes it; readers accept a slightly old value. */
 #define weft__count(p, n) weft__store_rlx_u64((p), weft__load_rlx_u64(p) + (n))
+/* The same, publishing what the owner did before it (a release store). */
+#define weft__count_rel(p, n)                                                  \
+    weft__store_rel_u64((p), weft__load_rlx_u64(p) + (n))
 
 #endif /* WEFT_SCHED_ATOMIC_H */

@@ -1,11 +1,14 @@
 /* Runtime lifecycle: create, run, free, and the current runtime.
  *
- * Shutdown: weft_runtime_free waits until no task of the runtime is alive,
- * then stops the workers. It sets rt->freeing, then counts the live tasks
- * shard by shard under each shard's lock; a task that ends reads freeing
- * under the same lock (weft__task_finish), so either the count sees it gone
- * or it sees freeing and bumps rt->exit_futex, which the waiter re-reads
- * before each sleep. No polling, no lost wake-up.
+ * Shutdown: weft_runtime_free waits until no task of the runtime is alive
+ * (weft__runtime_alive), then stops the workers. When the last task ends,
+ * the worker that ran it finds no more work and parks; a parking worker
+ * that sees rt->freeing bumps rt->exit_futex (worker.c, park). The freeing
+ * thread does F1 (set freeing), F2 (a seq fence), F3 (read exit_futex,
+ * then count); the worker does P1 (count the completion), P2 (the seq
+ * fence in park), P3 (read freeing). Either F3 sees the completion or P3
+ * sees freeing and bumps the futex after F3 read it, so the wait returns.
+ * No polling, and nothing on the path of a finishing task.
  */
 #include <errno.h>
 #include <sched.h>
@@ -39,6 +42,7 @@ static void runtime_release(weft_runtime *rt, unsigned launched)
     weft__worker_stop_all(rt, launched);
     for (unsigned i = 0; i < rt->nworkers; i++)
         weft__worker_free(rt->workers[i]);
+    weft__shard_destroy(&rt->ext_shard);
     weft__stack_pool_destroy(&rt->stacks);
     weft__inject_destroy(&rt->inject);
     pthread_mutex_destroy(&rt->idle_lock);
@@ -94,7 +98,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_free;
     weft__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
-    weft__spin_init(&rt->ext_shard.lock);
+    weft__shard_init(&rt->ext_shard);
     for (unsigned i = 0; i < c.workers; i++) {
         if ((err = weft__worker_new(rt, i)) < 0) {
             runtime_release(rt, 0);
@@ -128,6 +132,7 @@ void weft_runtime_free(weft_runtime *rt)
         weft__panic("weft_runtime_free: called from a task of the runtime "
                     "being freed, which would wait for itself forever");
     weft__xchg_seq_u32(&rt->freeing, 1);
+    weft__fence_seq(); /* F2: pairs with P2, the fence in park */
     for (;;) {
         uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
         if (weft__runtime_alive(rt) == 0)

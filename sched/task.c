@@ -44,6 +44,62 @@ static struct weft__shard *shard_of(const weft_task *t)
                                    : &rt->ext_shard;
 }
 
+void weft__shard_init(struct weft__shard *s)
+{
+    weft__spin_init(&s->lock);
+    s->slots = NULL;
+    s->cap = s->used = 0;
+    s->free_head = UINT32_MAX;
+}
+
+void weft__shard_destroy(struct weft__shard *s)
+{
+    weft__free(s->slots);
+    s->slots = NULL;
+}
+
+/* Caller holds s->lock. Doubles the slot array. */
+static int shard_grow_locked(struct weft__shard *s)
+{
+    uint32_t cap = s->cap ? 2 * s->cap : 64;
+    uintptr_t *slots = weft__malloc(cap * sizeof(*slots));
+    if (!slots)
+        return -ENOMEM;
+    if (s->used)
+        memcpy(slots, s->slots, s->used * sizeof(*slots));
+    weft__free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return 0;
+}
+
+static int shard_insert(struct weft__shard *s, weft_task *t)
+{
+    weft__spin_lock(&s->lock);
+    uint32_t i = s->free_head;
+    if (i != UINT32_MAX) {
+        s->free_head = (uint32_t)(s->slots[i] >> 1);
+    } else {
+        if (s->used == s->cap && shard_grow_locked(s) < 0) {
+            weft__spin_unlock(&s->lock);
+            return -ENOMEM;
+        }
+        i = s->used++;
+    }
+    s->slots[i] = (uintptr_t)t;
+    t->slot = i;
+    weft__spin_unlock(&s->lock);
+    return 0;
+}
+
+static void shard_remove(struct weft__shard *s, const weft_task *t)
+{
+    weft__spin_lock(&s->lock);
+    s->slots[t->slot] = ((uintptr_t)s->free_head << 1) | 1;
+    s->free_head = t->slot;
+    weft__spin_unlock(&s->lock);
+}
+
 static char *copy_name(const char *name)
 {
     size_t n = strnlen(name, 31);
@@ -67,7 +123,7 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
         errno = EINVAL;
         return NULL;
     }
-    weft_task *t = weft__malloc(sizeof(*t));
+    weft_task *t = weft__malloc_aligned(WEFT__CACHELINE, sizeof(*t));
     if (!t)
         goto err_nomem;
     t->name = NULL;
@@ -88,20 +144,19 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
     t->shard = local ? w->index : rt->nworkers;
     t->where = (0xffffffu << 8) | WEFT_TASK_NEW;
 
-    struct weft__shard *s = shard_of(t);
-    weft__spin_lock(&s->lock);
-    t->all_prev = NULL;
-    t->all_next = s->head;
-    if (s->head)
-        s->head->all_prev = t;
-    s->head = t;
-    s->alive++;
-    weft__spin_unlock(&s->lock);
+    if (shard_insert(shard_of(t), t) < 0)
+        goto err_free_name;
 
+    /* Counted before the task can run, so that its completion can never be
+     * counted before its spawn (weft__runtime_alive). */
     if (local)
-        weft__count(&w->counters.spawned, 1);
+        weft__count_rel(&w->counters.spawned, 1);
+    else
+        weft__faa_seq_u64(&rt->ext_spawned, 1);
     weft__task_submit(t);
     return t;
+err_free_name:
+    weft__free(t->name);
 err_free:
     weft__free(t);
 err_nomem:
@@ -123,8 +178,16 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
     return weft_spawn_ex(w->rt, fn, arg, NULL);
 }
 
+/* Free a finished task's handle, and take it out of the registry. The
+ * registry holds a task from spawn to this point, not just until it
+ * finishes: its joiner is almost always the task that spawned it, on the
+ * same worker, so the shard lock and its slots stay in one worker's
+ * cache. Unlinking when the task finishes would make every
+ * stolen task write its spawner's shard from another CPU (measured: a
+ * third of the cost of a 2-worker spawn+join). */
 void weft__task_free(weft_task *t)
 {
+    shard_remove(shard_of(t), t);
     weft__free(t->name);
     weft__free(t);
 }
@@ -138,25 +201,8 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
         weft__stack_release(&rt->stacks, &w->stacks, t->stack);
     t->stack = NULL;
 
-    struct weft__shard *s = shard_of(t);
-    weft__spin_lock(&s->lock);
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        s->head = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
-    s->alive--;
-    /* Read under the shard lock: weft_runtime_free sets freeing before it
-     * counts the shards under their locks, so either it counts this task
-     * as gone or this sees freeing (runtime.c). */
-    bool freeing = weft__load_rlx_u32(&rt->freeing);
-    weft__spin_unlock(&s->lock);
-    weft__count(&w->counters.completed, 1);
-    if (WEFT_UNLIKELY(freeing)) {
-        weft__faa_seq_u32(&rt->exit_futex, 1);
-        weft__futex_wake(&rt->exit_futex, 1);
-    }
+    /* Release: see weft__runtime_alive. */
+    weft__count_rel(&w->counters.completed, 1);
 
     /* Seq exchange: releases the result (t->arg) to whoever observes DONE,
      * and acquires the joiner's waiter or the detach mark. */
@@ -248,18 +294,25 @@ static size_t snapshot_shard(struct weft__shard *s, weft_task_info *out,
                              size_t cap, size_t count)
 {
     weft__spin_lock(&s->lock);
-    for (weft_task *t = s->head; t; t = t->all_next, count++) {
-        if (count >= cap)
+    for (uint32_t slot = 0; slot < s->used; slot++) {
+        if (s->slots[slot] & 1)
+            continue; /* a free slot */
+        const weft_task *t = (const weft_task *)s->slots[slot];
+        /* Finished tasks stay registered until their handle is freed. */
+        if (weft__load_acq_ptr((void **)&t->joiner) == WEFT__JOIN_DONE)
             continue;
-        weft_task_info *i = &out[count];
-        uint32_t where = weft__load_rlx_u32(&t->where);
-        i->id = t->id;
-        i->state = (enum weft_task_state)(where & 0xff);
-        i->worker = (where >> 8) == 0xffffffu ? -1 : (int)(where >> 8);
-        if (t->name)
-            strcpy(i->name, t->name); /* at most 31 bytes + NUL */
-        else
-            i->name[0] = '\0';
+        if (count < cap) {
+            weft_task_info *i = &out[count];
+            uint32_t where = weft__load_rlx_u32((uint32_t *)&t->where);
+            i->id = t->id;
+            i->state = (enum weft_task_state)(where & 0xff);
+            i->worker = (where >> 8) == 0xffffffu ? -1 : (int)(where >> 8);
+            if (t->name)
+                strcpy(i->name, t->name); /* at most 31 bytes + NUL */
+            else
+                i->name[0] = '\0';
+        }
+        count++;
     }
     weft__spin_unlock(&s->lock);
     return count;
@@ -282,15 +335,18 @@ size_t weft_all_tasks(weft_task_info *out, size_t cap)
     return weft_runtime_tasks(weft_runtime_current(), out, cap);
 }
 
+/* Tasks spawned into rt and not finished. Completions are read before
+ * spawns, each with acquire: a task's spawn was counted (release) before it
+ * could run, so every completion read here has its spawn read too, and
+ * spawned - completed never undercounts. So 0 means that, at the moment the
+ * completions were read, every task spawned so far had finished. */
 uint64_t weft__runtime_alive(weft_runtime *rt)
 {
-    uint64_t alive = 0;
-    for (unsigned i = 0; i <= rt->nworkers; i++) {
-        struct weft__shard *s =
-            i < rt->nworkers ? &rt->workers[i]->shard : &rt->ext_shard;
-        weft__spin_lock(&s->lock);
-        alive += s->alive;
-        weft__spin_unlock(&s->lock);
-    }
-    return alive;
+    uint64_t completed = 0, spawned = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        completed += weft__load_acq_u64(&rt->workers[i]->counters.completed);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        spawned += weft__load_acq_u64(&rt->workers[i]->counters.spawned);
+    spawned += weft__load_acq_u64(&rt->ext_spawned);
+    return spawned - completed;
 }

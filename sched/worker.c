@@ -28,7 +28,8 @@
  * wake-ups chain one at a time instead of a thundering herd.
  *
  * No lost wake-up. A producer does P1 (publish the task), P2 (a sequentially
- * consistent fence), P3 (read nr_spinning, then nr_parked under idle_lock).
+ * consistent fence), P3 (read nr_parked and nr_spinning, then both again
+ * under idle_lock).
  * A worker going to sleep does W1 (leave the spinning count; announce itself
  * in rt->idle under idle_lock), W2 (the same kind of fence), W3 (look at
  * every queue again), and sleeps only if W3 found nothing. The two fences
@@ -419,6 +420,12 @@ static void park(struct weft__worker *w)
         unpark_self(w);
         return;
     }
+    if (WEFT_UNLIKELY(weft__load_rlx_u32(&rt->freeing))) {
+        /* P3 of the shutdown hand-shake (runtime.c): the tasks this
+         * worker finished are counted; let the freeing thread look. */
+        weft__faa_seq_u32(&rt->exit_futex, 1);
+        weft__futex_wake(&rt->exit_futex, 1);
+    }
     weft__count(&w->counters.parks, 1);
     /* Acquire: pairs with the release bump in notify_slow and
      * weft__worker_stop_all, so what they published is visible. */
@@ -452,8 +459,10 @@ void weft__notify(weft_runtime *rt)
     /* P2 of the protocol above: the work published by the caller before
      * the reads of the idle counts. Pairs with the fence in park (W2). */
     weft__fence_seq();
-    if (weft__load_rlx_u32(&rt->nr_spinning) != 0 ||
-        weft__load_rlx_u32(&rt->nr_parked) == 0)
+    /* nr_parked first: it is the one that is nearly always 0 while the
+     * workers are busy, and its line is not written by every steal. */
+    if (weft__load_rlx_u32(&rt->nr_parked) == 0 ||
+        weft__load_rlx_u32(&rt->nr_spinning) != 0)
         return;
     notify_slow(rt);
 }
@@ -746,7 +755,7 @@ int weft__worker_new(weft_runtime *rt, unsigned index)
     w->rt = rt;
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (index + 1);
-    weft__spin_init(&w->shard.lock);
+    weft__shard_init(&w->shard);
     int err = weft__deque_init(&w->deque, WEFT__DEQUE_CAP);
     if (err < 0) {
         weft__free(w);
@@ -788,6 +797,7 @@ void weft__worker_free(struct weft__worker *w)
 {
     if (!w)
         return;
+    weft__shard_destroy(&w->shard);
     weft__deque_destroy(&w->deque);
     weft__free(w);
 }
