@@ -65,8 +65,8 @@ typedef struct weft_config {
      * (sched_getaffinity, as Go's GOMAXPROCS). At most WEFT_MAX_WORKERS. */
     unsigned workers;
     /** Stack bytes every task is promised. 0: WEFT_STACK_DEFAULT. Rounded
-     * up to whole pages; at least WEFT_STACK_MIN. Default-sized stacks
-     * reserve twice this much address space (only touched pages use
+     * up to whole pages; from WEFT_STACK_MIN to WEFT_STACK_MAX. Default-sized
+     * stacks reserve twice this much address space (only touched pages use
      * memory) so that a join can run an unstarted child on the joiner's
      * stack while the child still has its full promised size (see
      * weft_join). Below the stack sits a guard page: an overflow prints
@@ -81,6 +81,7 @@ typedef struct weft_config {
 #define WEFT_MAX_WORKERS   1024
 #define WEFT_STACK_DEFAULT (64 * 1024)
 #define WEFT_STACK_MIN     (16 * 1024)
+#define WEFT_STACK_MAX     ((size_t)256 * 1024 * 1024 - 4096)
 
 /** Run main(arg) as the first task of a new default runtime, wait for it and
  * for every task it left running, then free the runtime (asyncio.run).
@@ -135,8 +136,9 @@ WEFT_API unsigned weft_runtime_workers(const weft_runtime *rt);
 
 /** Options for weft_spawn_ex. A zeroed struct (or NULL) means defaults. */
 typedef struct weft_task_opts {
-    /** Usable stack bytes; 0: the runtime's default. At least
-     * WEFT_STACK_MIN, else weft_spawn_ex fails with EINVAL. */
+    /** Usable stack bytes; 0: the runtime's default. From WEFT_STACK_MIN
+     * to WEFT_STACK_MAX, else weft_spawn_ex fails with EINVAL; rounded up
+     * to 4 KiB. */
     size_t stack_size;
     /** Name, copied; NULL: unnamed. Shown by weft_all_tasks and in the
      * stack-overflow message. */
@@ -152,7 +154,7 @@ WEFT_API WEFT_NODISCARD weft_task *weft_spawn(weft_fn fn, void *arg);
 /** Spawn fn(arg) into rt (NULL: the calling task's runtime) with options.
  * Callable from any thread: a task of any runtime, or a plain thread.
  * Returns the handle, or NULL with errno set: EINVAL (fn NULL, no runtime,
- * or a stack_size below WEFT_STACK_MIN), ENOMEM. */
+ * or a stack_size outside WEFT_STACK_MIN..WEFT_STACK_MAX), ENOMEM. */
 WEFT_API WEFT_NODISCARD weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn,
                                                  void *arg,
                                                  const weft_task_opts *opts);

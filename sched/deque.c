@@ -39,6 +39,7 @@ int weft__deque_init(struct weft__deque *d, size_t cap)
         return -ENOMEM;
     d->top = 0;
     d->bottom = 0;
+    d->top_cache = 0;
     return 0;
 }
 
@@ -71,12 +72,15 @@ int weft__deque_grow(struct weft__deque *d)
 bool weft__deque_push(struct weft__deque *d, void *item)
 {
     uint64_t b = weft__load_rlx_u64(&d->bottom);
-    /* Acquire: slots below this top have been consumed by the thieves'
-     * CAS, so they may be overwritten. Pairs with the CAS in steal. */
-    uint64_t t = weft__load_acq_u64(&d->top);
     struct weft__deque_array *a = d->array;
-    if (b - t > a->mask)
-        return false;
+    if (b - d->top_cache > a->mask) {
+        /* Looks full against the cached bound: read the real top.
+         * Acquire: slots below it have been consumed by the thieves' CAS,
+         * so they may be overwritten. Pairs with the CAS in steal. */
+        d->top_cache = weft__load_acq_u64(&d->top);
+        if (b - d->top_cache > a->mask)
+            return false;
+    }
     weft__store_rlx_ptr(&a->slots[b & a->mask], item);
     /* Release: the item must be visible before the new bottom that
      * exposes it. Pairs with the acquire load of bottom in steal. */

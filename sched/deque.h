@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sched/atomic.h"
+
 /* Initial capacity of a worker's deque. */
 #define WEFT__DEQUE_CAP 256u
 
@@ -40,6 +42,11 @@ struct weft__deque {
     /* Next slot the owner fills. Written by the owner only; read by
      * thieves. Its own cache line: the owner writes it on every push. */
     uint64_t bottom __attribute__((aligned(64)));
+    /* Owner only: a value top had, so a lower bound of it (top only
+     * grows). push checks capacity against it and reloads top only when
+     * the deque looks full, so pushing does not read the line thieves
+     * write. */
+    uint64_t top_cache;
     /* The current array. Replaced by the owner only (grow); any thread
      * loads it. */
     struct weft__deque_array *array;
@@ -63,6 +70,15 @@ int weft__deque_grow(struct weft__deque *d);
 
 /* Owner only. Returns the newest item, or NULL when empty. */
 void *weft__deque_pop(struct weft__deque *d);
+
+/* Owner only: whether the deque is certainly empty, without the fence a
+ * pop needs. top never passes bottom and only grows, so even a stale top
+ * equal to bottom proves it. Lets hot paths skip the call to pop. */
+static inline bool weft__deque_is_empty_owner(const struct weft__deque *d)
+{
+    return weft__load_rlx_u64((uint64_t *)&d->top) ==
+           weft__load_rlx_u64((uint64_t *)&d->bottom);
+}
 
 /* Any thread. Returns the oldest item, WEFT__STEAL_EMPTY, or
  * WEFT__STEAL_RETRY when it lost a race (the deque may still hold items). */

@@ -89,12 +89,14 @@ enum {
 #define WEFT__JOIN_DONE     ((void *)1)
 #define WEFT__JOIN_DETACHED ((void *)2)
 
-/* A task is two cache lines, allocated on a line boundary: the first holds
- * what changes while it runs (written by the worker running it and by its
- * joiner), the second what is fixed at spawn. Tasks that a spawner creates
- * back to back and a thief then runs therefore share no line: measured, a
- * 112-byte task whose lines straddled its neighbours made a 2-worker
- * spawn+join a quarter slower. */
+/* A task is 96 bytes (a mimalloc size class): first what changes while it
+ * runs (written by the worker running it and by its joiner), then what is
+ * fixed at spawn, so a thief running a task dirties little that its
+ * spawner reads. Padding it to two whole cache lines removed the rest of
+ * that false sharing (1M spawn+join on 2 warm workers: 78 -> 61 ns/task)
+ * but costs a third more memory, which a fresh process pays in page
+ * faults: 96 bytes ran 15% faster from a cold start and peaked at 125
+ * MiB instead of 140. */
 struct weft_task {
     /* Saved stack pointer while switched out. Written by the context
      * switch on the worker that runs the task; published to the next
@@ -119,16 +121,16 @@ struct weft_task {
     uint32_t where;
 
     /* Fixed at spawn (but name, which changes under the shard's lock). */
-    weft_fn fn __attribute__((aligned(WEFT__CACHELINE)));
+    weft_fn fn;
     weft_runtime *rt;
     /* The task that spawned it (NULL from a plain thread). Compared, never
      * dereferenced: a joiner runs its own unstarted children inline. */
     weft_task *parent;
     char *name; /* under the shard's lock; NULL: unnamed */
     uint64_t id;
-    uint32_t stack_size; /* requested usable bytes; 0: runtime default */
-    uint32_t shard;      /* index of its registry shard */
-    uint32_t slot;       /* its slot in that shard, under the shard's lock */
+    uint16_t stack_units; /* asked-for stack in 4 KiB; 0: runtime default */
+    uint16_t shard;       /* index of its registry shard */
+    uint32_t slot;        /* its slot in that shard, under the shard's lock */
 };
 
 /* A shard of the all-tasks registry: every task from spawn until its
@@ -183,11 +185,11 @@ struct weft__worker {
     /* Owner worker only. */
     weft_runtime *rt;
     unsigned index;
-    weft_task *current;    /* the task running now, or NULL */
-    weft_task *lifo;       /* the task woken last; not stealable */
-    unsigned lifo_streak;  /* LIFO runs in a row (capped) */
-    uint32_t tick;         /* scheduling rounds, for fairness */
-    weft_task *yield_head; /* FIFO of tasks that yielded */
+    weft_task *current;      /* the task running now, or NULL */
+    weft_task *lifo;         /* the task woken last; not stealable */
+    unsigned lifo_streak;    /* LIFO runs in a row (capped) */
+    uint32_t fair_countdown; /* rounds until the next fairness round */
+    weft_task *yield_head;   /* FIFO of tasks that yielded */
     weft_task *yield_tail;
     void *sched_sp;           /* the scheduler's saved context */
     enum weft__op op;         /* set by a task before it switches out */
@@ -268,6 +270,12 @@ void weft__notify(weft_runtime *rt);
 /* The registry (task.c). */
 void weft__shard_init(struct weft__shard *s);
 void weft__shard_destroy(struct weft__shard *s);
+
+/* The stack size a task was promised, in bytes. */
+static inline size_t weft__task_stack_size(const weft_task *t)
+{
+    return t->stack_units ? (size_t)t->stack_units << 12 : t->rt->stack_size;
+}
 
 /* Task lifecycle (task.c), called by the worker's scheduler context. */
 void weft__task_finish(struct weft__worker *w, weft_task *t);

@@ -75,7 +75,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     if (c.stack_size == 0)
         c.stack_size = WEFT_STACK_DEFAULT;
     if (c.workers > WEFT_MAX_WORKERS || c.stack_size < WEFT_STACK_MIN ||
-        c.stack_size > UINT32_MAX) {
+        c.stack_size > WEFT_STACK_MAX) {
         errno = EINVAL;
         return NULL;
     }

@@ -300,7 +300,7 @@ static void report_overflow(const weft_task *t)
 {
     /* The size the task was promised (its own, or the runtime's default),
      * not the reserve behind it: that is the figure a user can change. */
-    uint64_t size = t->stack_size ? t->stack_size : t->rt->stack_size;
+    uint64_t size = weft__task_stack_size(t);
     char msg[512];
     char *at = msg, *end = msg + sizeof(msg);
     at = put_str(at, end, "weft: stack overflow in task ");

@@ -24,6 +24,9 @@
 
 #define WEFT__ID_BLOCK 1024u
 
+_Static_assert(sizeof(struct weft_task) <= 96,
+               "a task must stay in mimalloc's 96-byte class (internal.h)");
+
 static uint64_t next_id = 1; /* any thread, atomic */
 
 static uint64_t new_id(struct weft__worker *w)
@@ -119,11 +122,11 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
         rt = w->rt;
     size_t stack_size = opts ? opts->stack_size : 0;
     if (!rt || !fn || (stack_size && stack_size < WEFT_STACK_MIN) ||
-        stack_size > UINT32_MAX) {
+        stack_size > WEFT_STACK_MAX) {
         errno = EINVAL;
         return NULL;
     }
-    weft_task *t = weft__malloc_aligned(WEFT__CACHELINE, sizeof(*t));
+    weft_task *t = weft__malloc(sizeof(*t));
     if (!t)
         goto err_nomem;
     t->name = NULL;
@@ -140,7 +143,7 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
     t->next = NULL;
     t->id = new_id(local ? w : NULL);
     t->park_state = WEFT__RUN;
-    t->stack_size = (uint32_t)stack_size;
+    t->stack_units = (uint16_t)((stack_size + 4095) >> 12);
     t->shard = local ? w->index : rt->nworkers;
     t->where = (0xffffffu << 8) | WEFT_TASK_NEW;
 

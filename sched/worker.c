@@ -272,10 +272,12 @@ static weft_task *inject_take(struct weft__worker *w)
     return t;
 }
 
-static weft_task *find_local(struct weft__worker *w)
+static inline __attribute__((always_inline)) weft_task *
+find_local(struct weft__worker *w)
 {
     weft_task *t;
-    if (WEFT_UNLIKELY(++w->tick % WEFT__FAIR_TICKS == 0)) {
+    if (WEFT_UNLIKELY(--w->fair_countdown == 0)) {
+        w->fair_countdown = WEFT__FAIR_TICKS;
         if ((t = inject_take(w)) || (t = yield_pop(w)))
             return t;
     }
@@ -289,7 +291,9 @@ static weft_task *find_local(struct weft__worker *w)
             weft__notify(w->rt);
     }
     w->lifo_streak = 0;
-    if ((t = weft__deque_pop(&w->deque)) || (t = yield_pop(w)))
+    if ((!weft__deque_is_empty_owner(&w->deque) &&
+         (t = weft__deque_pop(&w->deque))) ||
+        (t = yield_pop(w)))
         return t;
     return inject_take(w);
 }
@@ -504,14 +508,15 @@ static void prepare_run(struct weft__worker *w, weft_task *t)
 {
     if (!t->stack) {
         t->stack =
-            weft__stack_acquire(&w->rt->stacks, &w->stacks, t->stack_size);
+            weft__stack_acquire(&w->rt->stacks, &w->stacks,
+                                t->stack_units ? weft__task_stack_size(t) : 0);
         if (!t->stack)
             weft__panic("no memory for the stack of task %llu (%zu bytes): "
                         "%s; lower the number of live tasks or raise "
                         "vm.max_map_count",
                         (unsigned long long)t->id,
-                        t->stack_size ? (size_t)t->stack_size
-                                      : w->rt->stacks.size,
+                        t->stack_units ? weft__task_stack_size(t)
+                                       : w->rt->stacks.size,
                         strerror(errno));
         t->sp = weft__ctx_make(weft__stack_top(t->stack), task_main, t);
     }
@@ -626,10 +631,9 @@ void weft__task_submit(weft_task *t)
  * for. Default stacks reserve twice their size (stack.c) to leave that room.
  */
 
-static bool stack_room(const weft_task *self, const weft_task *child,
-                       size_t default_size)
+static bool stack_room(const weft_task *self, const weft_task *child)
 {
-    size_t need = child->stack_size ? child->stack_size : default_size;
+    size_t need = weft__task_stack_size(child);
     char here;
     return (size_t)(&here - self->stack->lo) > need + 4096;
 }
@@ -657,8 +661,7 @@ void weft__join_run_inline(weft_task *target)
         weft_task *c = weft__deque_pop(&w->deque);
         if (!c)
             return;
-        if (c->parent != self || c->stack ||
-            !stack_room(self, c, w->rt->stack_size)) {
+        if (c->parent != self || c->stack || !stack_room(self, c)) {
             /* Not ours to run: put it back where it was. The push cannot
              * fail, the pop just made room. */
             weft__deque_push(&w->deque, c);
@@ -755,6 +758,7 @@ int weft__worker_new(weft_runtime *rt, unsigned index)
     w->rt = rt;
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (index + 1);
+    w->fair_countdown = WEFT__FAIR_TICKS;
     weft__shard_init(&w->shard);
     int err = weft__deque_init(&w->deque, WEFT__DEQUE_CAP);
     if (err < 0) {
