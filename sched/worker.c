@@ -141,16 +141,19 @@ static uint64_t next_random(struct weft__worker *w)
  * (so it does not report the other stack's frames) and TSan which fiber.
  */
 
-static void switch_to_task(struct weft__worker *w, weft_task *t)
+/* Save the running context in *save and resume task `to`. Used by the
+ * scheduler (save = its own context) and by weft_yield's direct hand-off
+ * (save = the yielding task's). */
+static void switch_into(void **save, weft_task *to)
 {
 #ifdef WEFT_ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, t->stack->lo, t->stack->size);
+    __sanitizer_start_switch_fiber(&fake, to->stack->lo, to->stack->size);
 #endif
 #ifdef WEFT_TSAN
-    __tsan_switch_to_fiber(t->stack->tsan_fiber, 0);
+    __tsan_switch_to_fiber(to->stack->tsan_fiber, 0);
 #endif
-    weft__ctx_switch(&w->sched_sp, t->sp);
+    weft__ctx_switch(save, to->sp);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -172,25 +175,6 @@ static void switch_to_sched(weft_task *t, enum weft__op op)
     __tsan_switch_to_fiber(w->tsan_sched_fiber, 0);
 #endif
     weft__ctx_switch(&t->sp, w->sched_sp);
-#ifdef WEFT_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
-}
-
-/* Called on from's stack: switch straight to another task of the same
- * worker, without passing through the scheduler context. Only for hand-offs
- * that need nothing done after from's context is saved (weft_yield puts
- * from on the worker's own yield list first, which no other thread reads). */
-static void switch_task_to_task(weft_task *from, weft_task *to)
-{
-#ifdef WEFT_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, to->stack->lo, to->stack->size);
-#endif
-#ifdef WEFT_TSAN
-    __tsan_switch_to_fiber(to->stack->tsan_fiber, 0);
-#endif
-    weft__ctx_switch(&from->sp, to->sp);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -514,9 +498,7 @@ static void prepare_run(struct weft__worker *w, weft_task *t)
             weft__panic("no memory for the stack of task %llu (%zu bytes): "
                         "%s; lower the number of live tasks or raise "
                         "vm.max_map_count",
-                        (unsigned long long)t->id,
-                        t->stack_units ? weft__task_stack_size(t)
-                                       : w->rt->stacks.size,
+                        (unsigned long long)t->id, weft__task_stack_size(t),
                         strerror(errno));
         t->sp = weft__ctx_make(weft__stack_top(t->stack), task_main, t);
     }
@@ -529,7 +511,7 @@ static void prepare_run(struct weft__worker *w, weft_task *t)
 static void run_task(struct weft__worker *w, weft_task *t)
 {
     prepare_run(w, t);
-    switch_to_task(w, t);
+    switch_into(&w->sched_sp, t);
     /* Not necessarily t: tasks may have switched among themselves
      * (weft_yield), or t may have run a child inline that then suspended
      * (weft__join_run_inline). What switched out is the current task. */
@@ -690,7 +672,10 @@ int weft_yield(void)
     set_where(t, (int)w->index, WEFT_TASK_READY);
     yield_push(w, t);
     prepare_run(w, next);
-    switch_task_to_task(t, next);
+    /* Straight to next, not through the scheduler: nothing needs doing
+     * after t's context is saved, because t is already on the yield list,
+     * which no other thread reads. */
+    switch_into(&t->sp, next);
     return 0;
 }
 
