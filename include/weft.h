@@ -74,7 +74,8 @@ typedef struct weft_config {
     size_t stack_size;
     /** Bytes of idle stacks each worker keeps for reuse before it hands
      * them back to the shared pool with their memory released.
-     * 0: 64 default-sized stacks' worth. */
+     * 0: 64 * stack_size (32 default-sized stacks, each of which reserves
+     * twice stack_size). */
     size_t stack_cache_bytes;
 } weft_config;
 

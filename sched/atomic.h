@@ -142,15 +142,17 @@ extern uint64_t weft__tsan_fence_word;
 #ifdef WEFT_TSAN
 #include <pthread.h>
 typedef pthread_spinlock_t weft__spinlock;
-#define weft__spin_init(l)   pthread_spin_init((l), PTHREAD_PROCESS_PRIVATE)
-#define weft__spin_lock(l)   pthread_spin_lock(l)
-#define weft__spin_unlock(l) pthread_spin_unlock(l)
+#define weft__spin_init(l)    pthread_spin_init((l), PTHREAD_PROCESS_PRIVATE)
+#define weft__spin_lock(l)    pthread_spin_lock(l)
+#define weft__spin_trylock(l) (pthread_spin_trylock(l) == 0)
+#define weft__spin_unlock(l)  pthread_spin_unlock(l)
 #else
 #include <ck_spinlock.h>
 typedef ck_spinlock_fas_t weft__spinlock;
-#define weft__spin_init(l)   ck_spinlock_fas_init(l)
-#define weft__spin_lock(l)   ck_spinlock_fas_lock(l)
-#define weft__spin_unlock(l) ck_spinlock_fas_unlock(l)
+#define weft__spin_init(l)    ck_spinlock_fas_init(l)
+#define weft__spin_lock(l)    ck_spinlock_fas_lock(l)
+#define weft__spin_trylock(l) ck_spinlock_fas_trylock(l)
+#define weft__spin_unlock(l)  ck_spinlock_fas_unlock(l)
 #endif
 
 /* A counter written by one thread and read by others: a relaxed increment

@@ -29,8 +29,15 @@ void weft__inject_destroy(struct weft__inject *q)
 void weft__inject_push(struct weft__inject *q, weft_task *first,
                        weft_task *last, uint64_t n)
 {
-    last->next = NULL;
     pthread_mutex_lock(&q->lock);
+    weft__inject_push_locked(q, first, last, n);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
+                              weft_task *last, uint64_t n)
+{
+    last->next = NULL;
     if (q->tail)
         q->tail->next = first;
     else
@@ -40,7 +47,6 @@ void weft__inject_push(struct weft__inject *q, weft_task *first,
      * lock-free emptiness checks, and the notify protocol's fences order it
      * against the parked-worker count (worker.c). */
     weft__store_rlx_u64(&q->len, q->len + n);
-    pthread_mutex_unlock(&q->lock);
 }
 
 weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n)

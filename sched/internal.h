@@ -123,9 +123,6 @@ struct weft_task {
     /* Fixed at spawn (but name, which changes under the shard's lock). */
     weft_fn fn;
     weft_runtime *rt;
-    /* The task that spawned it (NULL from a plain thread). Compared, never
-     * dereferenced: a joiner runs its own unstarted children inline. */
-    weft_task *parent;
     char *name; /* under the shard's lock; NULL: unnamed */
     uint64_t id;
     uint16_t stack_units; /* asked-for stack in 4 KiB; 0: runtime default */
@@ -165,6 +162,9 @@ void weft__inject_destroy(struct weft__inject *q);
 /* Push the chain first..last (linked by ->next) of n tasks. */
 void weft__inject_push(struct weft__inject *q, weft_task *first,
                        weft_task *last, uint64_t n);
+/* The same, with q->lock already held by the caller. */
+void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
+                              weft_task *last, uint64_t n);
 /* Pop up to max tasks, returned as a chain; *n gets the count. */
 weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n);
 static inline bool weft__inject_is_empty(struct weft__inject *q);
@@ -176,9 +176,8 @@ static inline bool weft__inject_is_empty(struct weft__inject *q);
 /* Post-switch actions a task asks of its worker's scheduler context. */
 enum weft__op {
     WEFT__OP_NONE = 0,
-    WEFT__OP_YIELD, /* requeue behind the other ready tasks */
-    WEFT__OP_PARK,  /* finish parking: see task_park() */
-    WEFT__OP_EXIT,  /* the task has returned: release and reap it */
+    WEFT__OP_PARK, /* finish parking: see task_park() */
+    WEFT__OP_EXIT, /* the task has returned: release and reap it */
 };
 
 struct weft__worker {
@@ -237,6 +236,9 @@ struct weft_runtime {
     /* Tasks spawned into rt from outside its workers (plain threads, other
      * runtimes). Any thread, atomic. */
     uint64_t ext_spawned;
+    /* Joins and detaches of rt's tasks in progress on threads that are not
+     * rt's workers; weft_runtime_free waits for them too. Atomic. */
+    uint32_t ext_joiners;
 
     /* Shutdown (runtime.c). */
     uint32_t stop;       /* atomic: workers exit when set */
@@ -260,9 +262,9 @@ void weft__worker_free(struct weft__worker *w);
 void weft__task_enqueue(weft_task *t);
 /* Make a new task runnable. */
 void weft__task_submit(weft_task *t);
-/* Called by a task joining target: run the calling task's own unstarted
- * children from the bottom of this worker's deque, on the calling task's
- * stack, until target is done or there is none (or no stack room) left. */
+/* Called by a task joining target: if target has not started and sits
+ * near the bottom of this worker's deque, run it here, on the calling
+ * task's stack (worker.c). */
 void weft__join_run_inline(weft_task *target);
 /* Wake one parked worker if no worker is looking for work. */
 void weft__notify(weft_runtime *rt);

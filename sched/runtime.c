@@ -8,7 +8,10 @@
  * then count); the worker does P1 (count the completion), P2 (the seq
  * fence in park), P3 (read freeing). Either F3 sees the completion or P3
  * sees freeing and bumps the futex after F3 read it, so the wait returns.
- * No polling, and nothing on the path of a finishing task.
+ * No polling, and nothing on the path of a finishing task. Joins and
+ * detaches on other threads are waited for too (task.c, outside_end), and
+ * producers outside the workers are done with rt before their task can
+ * run (worker.c, inject_from_outside).
  */
 #include <errno.h>
 #include <sched.h>
@@ -135,7 +138,8 @@ void weft_runtime_free(weft_runtime *rt)
     weft__fence_seq(); /* F2: pairs with P2, the fence in park */
     for (;;) {
         uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
-        if (weft__runtime_alive(rt) == 0)
+        if (weft__runtime_alive(rt) == 0 &&
+            weft__load_acq_u32(&rt->ext_joiners) == 0)
             break;
         weft__futex_wait(&rt->exit_futex, seq);
     }

@@ -32,7 +32,10 @@
  * Overflow: a SIGSEGV handler on an alternate signal stack checks whether
  * the fault hit the guard page of the task running on this worker; if so it
  * names the task and its stack size and aborts. Any other fault goes to the
- * handler that was installed before ours.
+ * handler that was installed before ours. The guard is one page: a single
+ * frame larger than that could step over it into the stack below, which is
+ * why weft builds with -fstack-clash-protection (and task code should too:
+ * it makes such frames touch every page on the way down).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -161,7 +164,9 @@ static struct weft__stack *carve(struct weft__stack_pool *p)
 
 static struct weft__stack *map_one(struct weft__stack_pool *p, size_t size)
 {
-    size = (size + p->page - 1) & ~(p->page - 1);
+    /* One page more than asked: the descriptor and the first frame live at
+     * the top, and the task is promised all of `size` below them. */
+    size = ((size + p->page - 1) & ~(p->page - 1)) + p->page;
     char *base = mmap(NULL, p->page + size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
@@ -296,6 +301,22 @@ static char *put_u64(char *at, char *end, uint64_t v)
     return at;
 }
 
+/* The task's name, if its shard's lock can be had right now: another
+ * thread may be renaming it (weft_task_set_name frees the old name), and a
+ * signal handler must not wait for a lock this thread might hold. */
+static const char *name_if_safe(const weft_task *t, struct weft__shard **held)
+{
+    weft_runtime *rt = t->rt;
+    struct weft__shard *s = t->shard < rt->nworkers
+                                ? &rt->workers[t->shard]->shard
+                                : &rt->ext_shard;
+    *held = NULL;
+    if (!weft__spin_trylock(&s->lock))
+        return NULL;
+    *held = s;
+    return t->name;
+}
+
 static void report_overflow(const weft_task *t)
 {
     /* The size the task was promised (its own, or the runtime's default),
@@ -305,11 +326,15 @@ static void report_overflow(const weft_task *t)
     char *at = msg, *end = msg + sizeof(msg);
     at = put_str(at, end, "weft: stack overflow in task ");
     at = put_u64(at, end, t->id);
-    if (t->name) {
+    struct weft__shard *held;
+    const char *name = name_if_safe(t, &held);
+    if (name) {
         at = put_str(at, end, " \"");
-        at = put_str(at, end, t->name);
+        at = put_str(at, end, name);
         at = put_str(at, end, "\"");
     }
+    if (held)
+        weft__spin_unlock(&held->lock);
     at = put_str(at, end, ": it used all of its stack of ");
     at = put_u64(at, end, size / 1024);
     at = put_str(at, end, " KiB (");
@@ -324,7 +349,6 @@ static void report_overflow(const weft_task *t)
 
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
-    (void)uctx;
     struct weft__worker *w = weft__tls_worker;
     const weft_task *t = w ? w->current : NULL;
     const char *addr = si->si_addr;
@@ -334,9 +358,18 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         abort();
     }
     /* Not a guard page of ours: give the fault to whoever handled it
-     * before, by restoring that handler and letting the instruction fault
-     * again. */
-    sigaction(sig, sig == SIGSEGV ? &prev_segv : &prev_bus, NULL);
+     * before. A handler function is called as the kernel would have called
+     * it, and ours stays installed for the next overflow. The default
+     * action cannot be called: restore it, and the instruction faults
+     * again on return and gets it. */
+    const struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(sig, si, uctx);
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+    } else {
+        signal(sig, SIG_DFL);
+    }
 }
 
 static void install_handler(void)

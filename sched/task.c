@@ -26,6 +26,8 @@
 
 _Static_assert(sizeof(struct weft_task) <= 96,
                "a task must stay in mimalloc's 96-byte class (internal.h)");
+_Static_assert(((WEFT_STACK_MAX + 4095) >> 12) <= UINT16_MAX,
+               "stack_units must hold WEFT_STACK_MAX in 4 KiB units");
 
 static uint64_t next_id = 1; /* any thread, atomic */
 
@@ -138,7 +140,6 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     t->rt = rt;
-    t->parent = w ? w->current : NULL;
     t->joiner = NULL;
     t->next = NULL;
     t->id = new_id(local ? w : NULL);
@@ -216,6 +217,46 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
         weft__waiter_wake(j);
 }
 
+/* Joins and detaches on threads that are not workers of rt use rt until
+ * they free the handle, so weft_runtime_free must not return before they
+ * are done: they count themselves in rt->ext_joiners, and the last one out
+ * wakes a freeing thread. The same F1-F3 / P1-P3 hand-shake as a parking
+ * worker's (runtime.c), with the seq RMWs on ext_joiners as the fences. */
+static bool outside_begin(weft_runtime *rt)
+{
+    struct weft__worker *w = weft__tls_worker;
+    if (w && w->rt == rt)
+        return false;
+    weft__faa_seq_u32(&rt->ext_joiners, 1);
+    return true;
+}
+
+static void outside_end(weft_runtime *rt)
+{
+    if (weft__faa_seq_u32(&rt->ext_joiners, (uint32_t)-1) == 1 &&
+        weft__load_rlx_u32(&rt->freeing)) {
+        weft__faa_seq_u32(&rt->exit_futex, 1);
+        weft__futex_wake(&rt->exit_futex, 1);
+    }
+}
+
+/* Wait for t to finish. Returns 0 once it has, or -EINVAL when someone
+ * else joins it or it was detached. */
+static int wait_done(weft_task *t)
+{
+    /* Acquire: pairs with the exchange in weft__task_finish. */
+    if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
+        return 0;
+    struct weft__waiter wt;
+    weft__waiter_prepare(&wt);
+    if (weft__cas_seq_ptr(&t->joiner, NULL, &wt)) {
+        weft__waiter_wait(&wt);
+        return 0;
+    }
+    weft__waiter_abandon(&wt);
+    return weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE ? 0 : -EINVAL;
+}
+
 int weft_join(weft_task *t, void **result)
 {
     if (!t)
@@ -223,38 +264,36 @@ int weft_join(weft_task *t, void **result)
     struct weft__worker *w = weft__tls_worker;
     if (w && w->current == t)
         return -EINVAL;
-    /* Fork-join: if t has not started, run it (and any younger sibling
-     * above it in the deque) right here instead of parking. */
-    if (w && w->current && w->rt == t->rt)
+    weft_runtime *rt = t->rt;
+    /* Fork-join: if t has not started, run it right here instead of
+     * parking (worker.c). */
+    if (w && w->current && w->rt == rt)
         weft__join_run_inline(t);
-    /* Acquire: pairs with the exchange in weft__task_finish. */
-    if (weft__load_acq_ptr(&t->joiner) != WEFT__JOIN_DONE) {
-        struct weft__waiter wt;
-        weft__waiter_prepare(&wt);
-        if (weft__cas_seq_ptr(&t->joiner, NULL, &wt)) {
-            weft__waiter_wait(&wt);
-        } else {
-            weft__waiter_abandon(&wt);
-            /* Not DONE: someone else joins it, or it was detached. */
-            if (weft__load_acq_ptr(&t->joiner) != WEFT__JOIN_DONE)
-                return -EINVAL;
-        }
+    bool outside = outside_begin(rt);
+    int err = wait_done(t);
+    if (err == 0) {
+        if (result)
+            *result = t->arg;
+        weft__task_free(t);
     }
-    if (result)
-        *result = t->arg;
-    weft__task_free(t);
-    return 0;
+    if (outside)
+        outside_end(rt);
+    return err;
 }
 
 void weft_detach(weft_task *t)
 {
     if (!t)
         return;
+    weft_runtime *rt = t->rt;
+    bool outside = outside_begin(rt);
     /* Seq CAS: if it fails the task is DONE (the exchange in
      * weft__task_finish happened first) and nobody else will free it. */
     if (!weft__cas_seq_ptr(&t->joiner, NULL, WEFT__JOIN_DETACHED) &&
         weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
         weft__task_free(t);
+    if (outside)
+        outside_end(rt);
 }
 
 bool weft_task_done(const weft_task *t)

@@ -5,8 +5,9 @@
  *   1. every 61st round, the injection queue, then the yield list, first:
  *      neither can be starved by a worker that keeps spawning locally;
  *   2. the LIFO slot: the task this worker woke last, for message-passing
- *      latency. At most WEFT__LIFO_MAX runs in a row, after which it moves
- *      to the deque, so two tasks waking each other cannot starve the rest;
+ *      latency. At most WEFT__LIFO_MAX runs in a row, after which it goes
+ *      behind the other local tasks (the yield list), so two tasks waking
+ *      each other cannot starve the rest;
  *   3. the own deque, newest first (fork-join locality);
  *   4. the yield list: tasks that called weft_yield, in FIFO order, after
  *      every other local task (asyncio's sleep(0));
@@ -270,9 +271,9 @@ find_local(struct weft__worker *w)
         w->lifo = NULL;
         if (w->lifo_streak++ < WEFT__LIFO_MAX)
             return t;
-        local_push(w, t);
-        if (w->rt->nworkers > 1)
-            weft__notify(w->rt);
+        /* Capped: behind every other local task, not on the deque, whose
+         * bottom would hand it straight back. */
+        yield_push(w, t);
     }
     w->lifo_streak = 0;
     if ((!weft__deque_is_empty_owner(&w->deque) &&
@@ -463,10 +464,6 @@ void weft__notify(weft_runtime *rt)
 static void after_switch(struct weft__worker *w, weft_task *t)
 {
     switch (w->op) {
-    case WEFT__OP_YIELD:
-        set_where(t, (int)w->index, WEFT_TASK_READY);
-        yield_push(w, t);
-        break;
     case WEFT__OP_PARK:
         set_where(t, (int)w->index, WEFT_TASK_WAITING);
         /* Seq CAS: publishes the saved context (t->sp) to the waker's
@@ -559,11 +556,28 @@ static void *worker_main(void *arg)
  * Making tasks runnable
  */
 
+/* A producer that is not a worker of rt (a plain thread, or a task of
+ * another runtime) publishes t and notifies while holding the injection
+ * lock. No worker can take t before the lock is released, so t cannot run,
+ * finish and let weft_runtime_free return while this thread still uses rt;
+ * after the unlock it touches neither. (Workers of rt need no such care:
+ * weft_runtime_free joins them before it frees anything.) Lock order:
+ * inject.lock, then idle_lock inside weft__notify. */
+static void inject_from_outside(weft_runtime *rt, weft_task *t)
+{
+    pthread_mutex_lock(&rt->inject.lock);
+    weft__inject_push_locked(&rt->inject, t, t, 1);
+    weft__notify(rt);
+    pthread_mutex_unlock(&rt->inject.lock);
+}
+
 void weft__task_enqueue(weft_task *t)
 {
     struct weft__worker *w = weft__tls_worker;
-    set_where(t, w ? (int)w->index : -1, WEFT_TASK_READY);
-    if (w && w->rt == t->rt) {
+    weft_runtime *rt = t->rt;
+    bool local = w && w->rt == rt;
+    set_where(t, local ? (int)w->index : -1, WEFT_TASK_READY);
+    if (local) {
         /* The LIFO slot: the woken task runs next on this worker. The task
          * it displaces becomes stealable. */
         weft_task *prev = w->lifo;
@@ -575,21 +589,20 @@ void weft__task_enqueue(weft_task *t)
         }
         return;
     }
-    weft__inject_push(&t->rt->inject, t, t, 1);
-    weft__notify(t->rt);
+    inject_from_outside(rt, t);
 }
 
 void weft__task_submit(weft_task *t)
 {
     struct weft__worker *w = weft__tls_worker;
-    if (w && w->rt == t->rt) {
+    weft_runtime *rt = t->rt;
+    if (w && w->rt == rt) {
         local_push(w, t);
-        if (w->rt->nworkers > 1)
-            weft__notify(w->rt);
+        if (rt->nworkers > 1)
+            weft__notify(rt);
         return;
     }
-    weft__inject_push(&t->rt->inject, t, t, 1);
-    weft__notify(t->rt);
+    inject_from_outside(rt, t);
 }
 
 /* --------------------------------------------------------------------------
@@ -597,11 +610,19 @@ void weft__task_submit(weft_task *t)
  *
  * A task joining a child that has not started would park, and the worker
  * would then start the child on a fresh stack: four switches and a stack
- * for work the joiner could do itself. Instead the joiner pops the bottom
- * of its worker's deque and, if it is one of its own children that never
- * ran, calls it right here on the joiner's stack (TBB and Cilk do the
- * same). Popping removes the only queue entry of that child, so it cannot
- * also be run by anyone else.
+ * for work the joiner could do itself. Instead the joiner looks for the
+ * child among the few newest entries of its worker's deque (a fork-join
+ * parent spawns its children there and joins them soon after) and, if it is
+ * there, takes it out and calls it right here on the joiner's stack (TBB
+ * and Cilk do the same). Taking the entry out of the deque removes the only
+ * queue entry the child has, so nobody else can also run it.
+ *
+ * Only the task being joined runs inline, never a sibling: the joiner
+ * cannot go on before that task ends anyway, so running it here changes
+ * nothing the program can observe, while a sibling that suspended on the
+ * joiner's stack would hold the joiner up (and deadlock a joiner that the
+ * sibling waits for). The entries popped on the way are pushed back in
+ * their order.
  *
  * The child keeps its identity: weft_current() is the child while it runs,
  * and if it suspends, the worker switches out the child (its context is
@@ -612,6 +633,8 @@ void weft__task_submit(weft_task *t)
  * child's own stack size free, so every task still gets the stack it asked
  * for. Default stacks reserve twice their size (stack.c) to leave that room.
  */
+
+#define WEFT__INLINE_SEARCH 4 /* deque entries a join looks through */
 
 static bool stack_room(const weft_task *self, const weft_task *child)
 {
@@ -639,19 +662,36 @@ void weft__join_run_inline(weft_task *target)
 {
     struct weft__worker *w = weft__tls_worker;
     weft_task *self = w->current;
-    while (weft__load_acq_ptr(&target->joiner) != WEFT__JOIN_DONE) {
+    weft_task *held[WEFT__INLINE_SEARCH];
+    unsigned n = 0;
+    weft_task *found = NULL;
+    while (n < WEFT__INLINE_SEARCH && !weft__deque_is_empty_owner(&w->deque)) {
         weft_task *c = weft__deque_pop(&w->deque);
         if (!c)
-            return;
-        if (c->parent != self || c->stack || !stack_room(self, c)) {
-            /* Not ours to run: put it back where it was. The push cannot
-             * fail, the pop just made room. */
-            weft__deque_push(&w->deque, c);
-            return;
+            break;
+        if (c == target) {
+            found = c;
+            break;
         }
-        run_inline(w, self, c);
-        w = weft__tls_worker;
+        held[n++] = c;
     }
+    /* Never started (a queued resume of a started task has a stack), and
+     * the joiner's stack has room: run it. Otherwise it goes back too. */
+    if (found && (found->stack || !stack_room(self, found))) {
+        weft__deque_push(&w->deque, found);
+        found = NULL;
+    }
+    /* Oldest first, so the deque's order is as before. The pushes cannot
+     * fail: the pops just made room. A worker that looked while they were
+     * out may have gone to sleep, so notify. */
+    if (n > 0) {
+        while (n > 0)
+            weft__deque_push(&w->deque, held[--n]);
+        if (w->rt->nworkers > 1)
+            weft__notify(w->rt);
+    }
+    if (found)
+        run_inline(w, self, found);
 }
 
 int weft_yield(void)

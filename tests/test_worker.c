@@ -1,0 +1,256 @@
+/* The worker loop (sched/worker.c): what fork-join inlining may and may not
+ * run, fairness of the LIFO slot, and threads outside the runtime racing
+ * weft_runtime_free.
+ *
+ * Tasks wait and wake here through the scheduler's internal waiter
+ * (sched/sched.h), the mechanism the sync primitives are built on.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sched/internal.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------------------
+ * A one-shot event on a waiter: wait() suspends a task until set(). */
+
+struct event {
+    _Atomic(struct weft__waiter *) waiter;
+    atomic_int set;
+};
+
+static void event_wait(struct event *e)
+{
+    struct weft__waiter w;
+    weft__waiter_prepare(&w);
+    atomic_store(&e->waiter, &w);
+    if (atomic_load(&e->set)) {
+        /* Already set: take the waiter back unless set() took it. */
+        struct weft__waiter *mine = &w;
+        if (atomic_compare_exchange_strong(&e->waiter, &mine, NULL)) {
+            weft__waiter_abandon(&w);
+            return;
+        }
+    }
+    weft__waiter_wait(&w);
+}
+
+static void event_set(struct event *e)
+{
+    atomic_store(&e->set, 1);
+    struct weft__waiter *w = atomic_exchange(&e->waiter, NULL);
+    if (w)
+        weft__waiter_wake(w);
+}
+
+/* ------------------------------------------------------------------------
+ * Inline joins run only the task being joined. */
+
+static struct event sibling_go;
+
+static void *returns_arg(void *arg)
+{
+    return arg;
+}
+
+static void *waits_for_parent(void *arg)
+{
+    event_wait(&sibling_go);
+    return arg;
+}
+
+/* A then B are spawned; B waits for an event the parent raises only after
+ * joining A. Correct without inlining; if joining A ran B inline, B would
+ * suspend on the parent's stack and the parent could never raise it. */
+static void *parent_joins_a_then_frees_b(void *arg)
+{
+    (void)arg;
+    memset(&sibling_go, 0, sizeof sibling_go);
+    weft_task *a = weft_spawn(returns_arg, (void *)7);
+    weft_task *b = weft_spawn(waits_for_parent, (void *)8);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    void *ra = NULL, *rb = NULL;
+    ck_assert_int_eq(weft_join(a, &ra), 0);
+    ck_assert_int_eq((intptr_t)ra, 7);
+    event_set(&sibling_go);
+    ck_assert_int_eq(weft_join(b, &rb), 0);
+    ck_assert_int_eq((intptr_t)rb, 8);
+    return NULL;
+}
+
+START_TEST(join_runs_the_joined_task_inline_but_never_a_sibling)
+{
+    /* A deadlock here ends in Check's timeout. */
+    tu_run_in((unsigned)(_i + 1), parent_joins_a_then_frees_b, NULL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Two tasks waking each other cannot starve the others. */
+
+#define PINGPONG_LIMIT 2000000L
+
+static struct event turn_ev[2];
+static atomic_int turn;
+static atomic_long rounds;
+static atomic_long x_ran_at; /* round at which X ran; -1: not yet */
+static atomic_int stop;
+
+static void give_turn(int to)
+{
+    atomic_store(&turn, to);
+    event_set(&turn_ev[to]);
+}
+
+static void wait_turn(int me)
+{
+    while (atomic_load(&turn) != me) {
+        atomic_store(&turn_ev[me].set, 0);
+        if (atomic_load(&turn) == me)
+            break;
+        event_wait(&turn_ev[me]);
+    }
+}
+
+static void *pingpong(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    for (;;) {
+        wait_turn(me);
+        if (atomic_load(&stop) ||
+            atomic_fetch_add(&rounds, 1) >= PINGPONG_LIMIT) {
+            atomic_store(&stop, 1);
+            give_turn(1 - me);
+            return NULL;
+        }
+        give_turn(1 - me);
+    }
+}
+
+static void *older_task(void *arg)
+{
+    atomic_store(&x_ran_at, atomic_load(&rounds));
+    atomic_store(&stop, 1);
+    return arg;
+}
+
+static void *starvation_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&turn, 0);
+    atomic_store(&rounds, 0);
+    atomic_store(&x_ran_at, -1);
+    atomic_store(&stop, 0);
+    memset(turn_ev, 0, sizeof turn_ev);
+    /* X first, so it is the oldest entry of the deque. */
+    weft_task *x = weft_spawn(older_task, NULL);
+    weft_task *a = weft_spawn(pingpong, (void *)0);
+    weft_task *b = weft_spawn(pingpong, (void *)1);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(weft_join(a, NULL), 0);
+    ck_assert_int_eq(weft_join(b, NULL), 0);
+    ck_assert_int_eq(weft_join(x, NULL), 0);
+    return NULL;
+}
+
+START_TEST(tasks_waking_each_other_do_not_starve_an_older_task)
+{
+    tu_run_in(1, starvation_main, NULL);
+    long at = atomic_load(&x_ran_at);
+    ck_assert_msg(at >= 0 && at < PINGPONG_LIMIT,
+                  "the older task ran at round %ld of the ping-pong (limit "
+                  "%ld): the woken tasks starved it",
+                  at, PINGPONG_LIMIT);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Threads outside the runtime racing weft_runtime_free. */
+
+static struct event parked_ev;
+
+static void *parks_until_set(void *arg)
+{
+    event_wait(&parked_ev);
+    return arg;
+}
+
+struct joiner_arg {
+    weft_task *task;
+    int rc;
+    void *result;
+};
+
+static void *join_from_thread(void *p)
+{
+    struct joiner_arg *j = p;
+    j->rc = weft_join(j->task, &j->result);
+    return NULL;
+}
+
+/* A plain thread joins a task while the main thread frees the runtime:
+ * the free must wait for the join, which still uses the runtime's registry
+ * when it frees the handle (ASan reports it otherwise). */
+START_TEST(runtime_free_waits_for_a_join_in_progress_on_another_thread)
+{
+    for (int i = 0; i < TU_SCALE(200, 100, 20); i++) {
+        memset(&parked_ev, 0, sizeof parked_ev);
+        weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = 2});
+        ck_assert_ptr_nonnull(rt);
+        struct joiner_arg j = {
+            .task = weft_spawn_ex(rt, parks_until_set, (void *)9, NULL)};
+        ck_assert_ptr_nonnull(j.task);
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, join_from_thread, &j), 0);
+        /* Wait until the thread has registered as the joiner. */
+        while (!weft__load_acq_ptr(&j.task->joiner))
+            sched_yield();
+        /* A plain thread wakes the task, which may run, finish and wake
+         * the joiner while the runtime is being freed. */
+        event_set(&parked_ev);
+        weft_runtime_free(rt);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(j.rc, 0);
+        ck_assert_int_eq((intptr_t)j.result, 9);
+    }
+}
+END_TEST
+
+static Suite *worker_suite(void)
+{
+    Suite *s = suite_create("worker");
+    TCase *tc = tcase_create("inline_join");
+    tcase_add_loop_test(
+        tc, join_runs_the_joined_task_inline_but_never_a_sibling, 0, 2);
+    tcase_set_timeout(tc, 20);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("fairness");
+    tcase_add_test(tc, tasks_waking_each_other_do_not_starve_an_older_task);
+    tcase_set_timeout(tc, TU_STRESS_TIMEOUT);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("outside_threads");
+    tcase_add_test(tc,
+                   runtime_free_waits_for_a_join_in_progress_on_another_thread);
+    tcase_set_timeout(tc, TU_STRESS_TIMEOUT);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(worker_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
