@@ -168,6 +168,13 @@ void *bench_pool_join(struct bench_pool *pool, struct bench_job *job);
 /* Stop the threads once the queue is empty, and free the pool. */
 void bench_pool_free(struct bench_pool *pool);
 
+/* Run fn(arg_of(i, ctx)) for every i < n on a new pool of `threads`, all
+ * submitted before the first is joined, and add the results (as integers)
+ * to *sum. Returns 0, -ENOMEM or -EAGAIN (no pool). */
+int bench_pool_sum(unsigned threads, size_t n, void *(*fn)(void *),
+                   void *(*arg_of)(size_t i, const void *ctx), const void *ctx,
+                   uint64_t *sum);
+
 /* ---------------------------------------------------------------------------
  * A process pool (procpool.c): N forked workers, each reading requests
  * (a length and bytes) from a pipe and answering each with one uint64_t. */

@@ -204,27 +204,16 @@ static void *job_fib(void *arg)
     return (void *)(uintptr_t)fib_serial((unsigned)(uintptr_t)arg);
 }
 
+static void *frontier_arg(size_t i, const void *ctx)
+{
+    const struct frontier *f = ctx;
+    return (void *)(uintptr_t)f->k[i];
+}
+
 static int run_threadpool(const struct bench_cell *c, struct frontier *f,
                           uint64_t *value)
 {
-    struct bench_job *jobs = calloc(f->len, sizeof *jobs);
-    if (!jobs)
-        return -ENOMEM;
-    struct bench_pool *pool = bench_pool_new(c->workers);
-    if (!pool) {
-        free(jobs);
-        return -EAGAIN;
-    }
-    for (size_t i = 0; i < f->len; i++) {
-        jobs[i].fn = job_fib;
-        jobs[i].arg = (void *)(uintptr_t)f->k[i];
-        bench_pool_submit(pool, &jobs[i]);
-    }
-    for (size_t i = 0; i < f->len; i++)
-        *value += (uintptr_t)bench_pool_join(pool, &jobs[i]);
-    bench_pool_free(pool);
-    free(jobs);
-    return 0;
+    return bench_pool_sum(c->workers, f->len, job_fib, frontier_arg, f, value);
 }
 
 static uint64_t batch_fib(const void *req, size_t len)

@@ -137,3 +137,27 @@ void bench_pool_free(struct bench_pool *pool)
     pthread_mutex_destroy(&pool->lock);
     free(pool);
 }
+
+int bench_pool_sum(unsigned threads, size_t n, void *(*fn)(void *),
+                   void *(*arg_of)(size_t i, const void *ctx), const void *ctx,
+                   uint64_t *sum)
+{
+    struct bench_job *jobs = calloc(n, sizeof *jobs);
+    if (!jobs)
+        return -ENOMEM;
+    struct bench_pool *pool = bench_pool_new(threads);
+    if (!pool) {
+        free(jobs);
+        return -EAGAIN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].fn = fn;
+        jobs[i].arg = arg_of(i, ctx);
+        bench_pool_submit(pool, &jobs[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        *sum += (uintptr_t)bench_pool_join(pool, &jobs[i]);
+    bench_pool_free(pool);
+    free(jobs);
+    return 0;
+}

@@ -114,26 +114,15 @@ static int run_threads(struct spawn_job *job)
 /* ---------------------------------------------------------------------------
  * threadpool */
 
+static void *index_arg(size_t i, const void *ctx)
+{
+    (void)ctx;
+    return (void *)(uintptr_t)i;
+}
+
 static int run_threadpool(const struct bench_cell *c, struct spawn_job *job)
 {
-    struct bench_job *jobs = calloc(job->n, sizeof *jobs);
-    if (!jobs)
-        return -ENOMEM;
-    struct bench_pool *pool = bench_pool_new(c->workers);
-    if (!pool) {
-        free(jobs);
-        return -EAGAIN;
-    }
-    for (uint64_t i = 0; i < job->n; i++) {
-        jobs[i].fn = unit;
-        jobs[i].arg = (void *)(uintptr_t)i;
-        bench_pool_submit(pool, &jobs[i]);
-    }
-    for (uint64_t i = 0; i < job->n; i++)
-        job->sum += (uintptr_t)bench_pool_join(pool, &jobs[i]);
-    bench_pool_free(pool);
-    free(jobs);
-    return 0;
+    return bench_pool_sum(c->workers, job->n, unit, index_arg, NULL, &job->sum);
 }
 
 /* ---------------------------------------------------------------------------
