@@ -286,6 +286,8 @@ uint64_t weft__runtime_alive(weft_runtime *rt);
 
 /* Futex wrappers (worker.c). */
 void weft__futex_wait(uint32_t *addr, uint32_t val);
+/* The same, returning after timeout_ns at the latest (< 0: no limit). */
+void weft__futex_wait_ns(uint32_t *addr, uint32_t val, int64_t timeout_ns);
 void weft__futex_wake(uint32_t *addr, int n);
 
 static inline bool weft__inject_is_empty(struct weft__inject *q)

@@ -9,7 +9,8 @@
  * fence in park), P3 (read freeing). Either F3 sees the completion or P3
  * sees freeing and bumps the futex after F3 read it, so the wait returns.
  * No polling, and nothing on the path of a finishing task. Joins and
- * detaches on other threads are waited for too (task.c, outside_end), and
+ * detaches in progress on other threads are waited for too, by polling
+ * every millisecond while there are any (task.c, outside_end), and
  * producers outside the workers are done with rt before their task can
  * run (worker.c, inject_from_outside).
  */
@@ -138,10 +139,14 @@ void weft_runtime_free(weft_runtime *rt)
     weft__fence_seq(); /* F2: pairs with P2, the fence in park */
     for (;;) {
         uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
-        if (weft__runtime_alive(rt) == 0 &&
-            weft__load_acq_u32(&rt->ext_joiners) == 0)
+        uint32_t outside = weft__load_acq_u32(&rt->ext_joiners);
+        if (weft__runtime_alive(rt) == 0 && outside == 0)
             break;
-        weft__futex_wait(&rt->exit_futex, seq);
+        /* A join or detach on another thread cannot wake us (it must not
+         * touch rt after its last decrement): poll while one is going on,
+         * which only happens when a thread joins a task while another
+         * frees the runtime. */
+        weft__futex_wait_ns(&rt->exit_futex, seq, outside ? 1000000 : -1);
     }
     runtime_release(rt, rt->nworkers);
 }

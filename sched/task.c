@@ -219,9 +219,11 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
 
 /* Joins and detaches on threads that are not workers of rt use rt until
  * they free the handle, so weft_runtime_free must not return before they
- * are done: they count themselves in rt->ext_joiners, and the last one out
- * wakes a freeing thread. The same F1-F3 / P1-P3 hand-shake as a parking
- * worker's (runtime.c), with the seq RMWs on ext_joiners as the fences. */
+ * are done: they count themselves in rt->ext_joiners, and the free waits
+ * for the count to reach 0. The decrement is their last access to rt: the
+ * free may release rt the moment it sees 0, so nothing may follow it (not
+ * even a wake-up). The free polls instead while the count is not 0
+ * (runtime.c). */
 static bool outside_begin(weft_runtime *rt)
 {
     struct weft__worker *w = weft__tls_worker;
@@ -233,11 +235,9 @@ static bool outside_begin(weft_runtime *rt)
 
 static void outside_end(weft_runtime *rt)
 {
-    if (weft__faa_seq_u32(&rt->ext_joiners, (uint32_t)-1) == 1 &&
-        weft__load_rlx_u32(&rt->freeing)) {
-        weft__faa_seq_u32(&rt->exit_futex, 1);
-        weft__futex_wake(&rt->exit_futex, 1);
-    }
+    /* Seq RMW: everything this thread did with rt happens before a free
+     * that reads the count as 0. */
+    weft__faa_seq_u32(&rt->ext_joiners, (uint32_t)-1);
 }
 
 /* Wait for t to finish. Returns 0 once it has, or -EINVAL when someone

@@ -97,6 +97,17 @@ void weft__futex_wait(uint32_t *addr, uint32_t val)
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
+void weft__futex_wait_ns(uint32_t *addr, uint32_t val, int64_t timeout_ns)
+{
+    if (timeout_ns < 0) {
+        weft__futex_wait(addr, val);
+        return;
+    }
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                          .tv_nsec = timeout_ns % 1000000000};
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
 void weft__futex_wake(uint32_t *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
