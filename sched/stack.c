@@ -93,12 +93,16 @@ static void tsan_fiber_new(struct weft__stack *st)
 #endif
 }
 
+/* TSan counts fibers as threads and stops the process past about 8k, so
+ * only stacks in use or in a worker's cache keep one: a stack handed back
+ * to the shared pool drops its fiber and gets a new one when reused. */
 static void tsan_fiber_free(struct weft__stack *st)
 {
 #ifdef WEFT_TSAN
-    __tsan_destroy_fiber(st->tsan_fiber);
+    if (st->tsan_fiber)
+        __tsan_destroy_fiber(st->tsan_fiber);
 #endif
-    (void)st;
+    st->tsan_fiber = NULL;
 }
 
 static struct weft__stack *describe(char *lo, size_t size, bool pooled)
@@ -206,10 +210,12 @@ struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,
     } else {
         pthread_mutex_lock(&p->lock);
         st = p->free;
-        if (st)
+        if (st) {
             p->free = st->next;
-        else
+            tsan_fiber_new(st);
+        } else {
             st = carve(p);
+        }
         pthread_mutex_unlock(&p->lock);
     }
 #ifdef WEFT_ASAN
@@ -236,6 +242,7 @@ void weft__stack_release(struct weft__stack_pool *p,
     }
     /* Give back everything below the top page, which holds st itself. */
     madvise(st->lo, st->size - p->page, MADV_DONTNEED);
+    tsan_fiber_free(st);
     pthread_mutex_lock(&p->lock);
     st->next = p->free;
     p->free = st;

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sched/internal.h"
@@ -224,6 +225,150 @@ START_TEST(runtime_free_waits_for_a_join_in_progress_on_another_thread)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------
+ * A stress test: random task trees on 4 workers and 2 plain threads. */
+
+static atomic_long tree_spawned, tree_ran, tree_detached_nodes;
+static long tree_budget;
+static uint64_t tree_seed;
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+struct node {
+    uint64_t rng;
+    int depth;
+    bool detached;
+};
+
+static void *tree_node(void *arg);
+
+/* Spawn a child unless the budget is spent. */
+static weft_task *spawn_node(struct node *parent, bool detached)
+{
+    if (atomic_fetch_add(&tree_spawned, 1) >= tree_budget) {
+        atomic_fetch_sub(&tree_spawned, 1);
+        return NULL;
+    }
+    struct node *c = malloc(sizeof *c);
+    TU_ASSERT(c != NULL);
+    parent->rng = mix(parent->rng + 1);
+    *c = (struct node){
+        .rng = parent->rng, .depth = parent->depth + 1, .detached = detached};
+    weft_task *t = weft_spawn(tree_node, c);
+    TU_ASSERT(t != NULL);
+    return t;
+}
+
+/* Returns the number of nodes in its subtree that were joined to it (itself
+ * included); a detached node adds its count to tree_detached_nodes. */
+static void *tree_node(void *arg)
+{
+    struct node self = *(struct node *)arg;
+    free(arg);
+    atomic_fetch_add(&tree_ran, 1);
+    weft_task *kids[4];
+    int n = 0;
+    /* Bushy near the root, random below, bounded by depth and budget. */
+    int want = self.depth < 3 ? 4 : self.depth < 16 ? (int)(self.rng % 4) : 0;
+    long count = 1;
+    for (int i = 0; i < want; i++) {
+        self.rng = mix(self.rng);
+        bool detach = self.rng % 5 == 0;
+        weft_task *t = spawn_node(&self, detach);
+        if (!t)
+            break;
+        if (detach)
+            weft_detach(t);
+        else
+            kids[n++] = t;
+        if (self.rng % 3 == 0)
+            TU_ASSERT_INT_EQ(weft_yield(), 0);
+    }
+    /* Join in a random order: newest first, oldest first, or from the
+     * middle, so inline joins meet every position in the deque. */
+    int start = n ? (int)(self.rng % (uint64_t)n) : 0;
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        TU_ASSERT_INT_EQ(weft_join(kids[(start + i) % n], &r), 0);
+        count += (long)(intptr_t)r;
+    }
+    if (self.detached) {
+        atomic_fetch_add(&tree_detached_nodes, count);
+        return NULL;
+    }
+    return (void *)(intptr_t)count;
+}
+
+static void *tree_root(void *arg)
+{
+    return tree_node(arg);
+}
+
+struct tree_thread {
+    weft_runtime *rt;
+    uint64_t seed;
+    long joined_nodes;
+};
+
+/* A plain thread spawns trees into the runtime and joins them. */
+static void *tree_from_thread(void *p)
+{
+    struct tree_thread *tt = p;
+    for (int i = 0; i < 8; i++) {
+        struct node *root = malloc(sizeof *root);
+        TU_ASSERT(root != NULL);
+        *root = (struct node){.rng = mix(tt->seed + (uint64_t)i)};
+        atomic_fetch_add(&tree_spawned, 1);
+        weft_task *t = weft_spawn_ex(tt->rt, tree_root, root, NULL);
+        TU_ASSERT(t != NULL);
+        void *r = NULL;
+        TU_ASSERT_INT_EQ(weft_join(t, &r), 0);
+        tt->joined_nodes += (long)(intptr_t)r;
+    }
+    return NULL;
+}
+
+START_TEST(random_task_trees_count_every_task_exactly_once)
+{
+    tree_seed = tu_seed("random_task_trees_count_every_task_exactly_once");
+    /* Under TSan, few enough that the stacks parked joins hold at once stay
+     * well below TSan's limit of about 8k fibers (it counts them as
+     * threads). */
+    tree_budget = TU_SCALE(200000, 100000, 8000);
+    atomic_store(&tree_spawned, 0);
+    atomic_store(&tree_ran, 0);
+    atomic_store(&tree_detached_nodes, 0);
+    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = 4});
+    ck_assert_ptr_nonnull(rt);
+    struct tree_thread tt[2] = {{rt, mix(tree_seed), 0},
+                                {rt, mix(tree_seed + 1), 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, tree_from_thread, &tt[i]),
+                         0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    /* Detached subtrees may still run: the free waits for them. */
+    weft_runtime_free(rt);
+    long spawned = atomic_load(&tree_spawned);
+    long ran = atomic_load(&tree_ran);
+    long counted = tt[0].joined_nodes + tt[1].joined_nodes +
+                   atomic_load(&tree_detached_nodes);
+    printf("random trees: %ld tasks spawned, %ld ran, %ld counted\n", spawned,
+           ran, counted);
+    ck_assert_int_eq(ran, spawned);
+    ck_assert_int_eq(counted, spawned);
+    ck_assert_int_gt(spawned, 16);
+}
+END_TEST
+
 static Suite *worker_suite(void)
 {
     Suite *s = suite_create("worker");
@@ -235,6 +380,11 @@ static Suite *worker_suite(void)
 
     tc = tcase_create("fairness");
     tcase_add_test(tc, tasks_waking_each_other_do_not_starve_an_older_task);
+    tcase_set_timeout(tc, TU_STRESS_TIMEOUT);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stress");
+    tcase_add_test(tc, random_task_trees_count_every_task_exactly_once);
     tcase_set_timeout(tc, TU_STRESS_TIMEOUT);
     suite_add_tcase(s, tc);
 
