@@ -70,7 +70,9 @@ typedef struct weft_config {
      * memory) so that a join can run an unstarted child on the joiner's
      * stack while the child still has its full promised size (see
      * weft_join). Below the stack sits a guard page: an overflow prints
-     * the task's id, name and stack size, then aborts. */
+     * the task's id, name and stack size, then aborts. The guard is one
+     * page: build task code with -fstack-clash-protection so that a frame
+     * larger than a page cannot step over it. */
     size_t stack_size;
     /** Bytes of idle stacks each worker keeps for reuse before it hands
      * them back to the shared pool with their memory released.
@@ -114,11 +116,12 @@ WEFT_API WEFT_NODISCARD int weft_runtime_run(weft_runtime *rt, weft_fn fn,
 
 /** Wait for every task of rt to finish, detached or not, then stop the
  * workers and free rt (loop.close). A task handle is freed only by
- * weft_join or weft_detach: a handle neither joined nor detached stays
- * allocated, as a pthread_t that is never joined does, and LeakSanitizer
- * reports it. Must not be called from a task of rt itself (that could never
- * finish: it aborts with a message); from a task of another runtime it
- * blocks that task's worker. NULL is a no-op. */
+ * weft_join or weft_detach, which stay valid after this call (they return
+ * at once: the task has finished); a handle neither joined nor detached
+ * stays allocated, with a small part of the runtime, as a pthread_t that
+ * is never joined does, and LeakSanitizer reports it. Must not be called from a
+ * task of rt itself (that could never finish: it aborts with a message); from a
+ * task of another runtime it blocks that task's worker. NULL is a no-op. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
 /** The runtime of the calling task, or NULL outside a task. */
@@ -165,12 +168,14 @@ WEFT_API WEFT_NODISCARD weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn,
  * not join itself. Stores t's return value in *result if result is not
  * NULL.
  *
- * Fork-join: if t is one of the caller's own children and has not started,
- * the caller runs it (and any younger unstarted children of its own above
- * it in its worker's queue) directly on its own stack instead of
- * suspending, as TBB and Cilk do. The child keeps its identity
- * (weft_current() is the child) and may suspend as usual; this only
- * happens while the caller's stack has the child's full stack size free.
+ * Fork-join: if t has not started and is among the few tasks queued last
+ * on the caller's worker (as right after the caller spawned it), the
+ * caller runs t directly on its own stack instead of suspending, as TBB and
+ * Cilk do. Only t: no other task runs on the caller's stack. t keeps its
+ * identity (weft_current() is t) and may suspend as usual; this only
+ * happens while the caller's stack has t's full stack size free.
+ * A handle may be joined or detached on any thread, also after
+ * weft_runtime_free (which waits for every task to finish).
  * Returns 0, or:
  *   -EINVAL   t is NULL, or t is the calling task (the handle is kept)
  */

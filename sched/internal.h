@@ -132,8 +132,15 @@ struct weft_task {
 
 /* A shard of the all-tasks registry: every task from spawn until its
  * handle is freed (weft__task_free). A spawn on a worker inserts into that
- * worker's shard, and the joiner that frees it is nearly always the same
- * task on the same worker, so the lock and the slots stay in one cache.
+ * worker's shard (the last shard takes spawns from other threads), and the
+ * joiner that frees it is nearly always the same task on the same worker,
+ * so the lock and the slots stay in one cache.
+ *
+ * The registry outlives its runtime while handles remain: weft_runtime_free
+ * waits for every task to finish, then marks the shards that still hold
+ * handles as orphaned, and the weft__task_free that empties the last of
+ * them frees the registry and the runtime struct. So a handle may be
+ * joined or detached after weft_runtime_free, from any thread.
  * Slots, not a linked list: unlinking from a list writes the neighbours,
  * which other workers may be running. A slot holds a task pointer, or, when
  * free, (index of the next free slot << 1) | 1. A spinlock, because it is
@@ -144,6 +151,8 @@ struct weft__shard {
     uint32_t cap;       /* under lock: slots allocated */
     uint32_t used;      /* under lock: slots ever handed out */
     uint32_t free_head; /* under lock: first free slot, or UINT32_MAX */
+    uint32_t live;      /* under lock: handles registered here */
+    bool orphaned;      /* under lock: the runtime is freed (see above) */
 } __attribute__((aligned(WEFT__CACHELINE)));
 
 /* --------------------------------------------------------------------------
@@ -209,7 +218,6 @@ struct weft__worker {
     uint32_t park_futex __attribute__((aligned(WEFT__CACHELINE)));
     /* Counters: written by the owner only (weft__count), read by any. */
     weft_counters counters __attribute__((aligned(WEFT__CACHELINE)));
-    struct weft__shard shard;
 };
 
 struct weft_runtime {
@@ -220,7 +228,10 @@ struct weft_runtime {
 
     struct weft__inject inject;
     struct weft__stack_pool stacks;
-    struct weft__shard ext_shard; /* tasks spawned off-worker */
+    /* The registry: nworkers + 1 shards, the last for spawns from other
+     * threads. Outlives the rest of rt while handles remain (above). */
+    struct weft__shard *shards;
+    uint32_t orphan_refs; /* atomic: see weft__registry_orphan */
 
     /* Idle protocol (worker.c). nr_spinning: workers that will look at
      * every queue again before they sleep. Atomic, any thread. Each on its
@@ -236,9 +247,6 @@ struct weft_runtime {
     /* Tasks spawned into rt from outside its workers (plain threads, other
      * runtimes). Any thread, atomic. */
     uint64_t ext_spawned;
-    /* Joins and detaches of rt's tasks in progress on threads that are not
-     * rt's workers; weft_runtime_free waits for them too. Atomic. */
-    uint32_t ext_joiners;
 
     /* Shutdown (runtime.c). */
     uint32_t stop;       /* atomic: workers exit when set */
@@ -270,8 +278,12 @@ void weft__join_run_inline(weft_task *target);
 void weft__notify(weft_runtime *rt);
 
 /* The registry (task.c). */
-void weft__shard_init(struct weft__shard *s);
-void weft__shard_destroy(struct weft__shard *s);
+int weft__registry_init(weft_runtime *rt);
+/* Called by weft_runtime_free once every task has finished: returns true
+ * if no handle remains and the caller frees the registry and rt now (with
+ * weft__registry_free); otherwise the last weft__task_free will. */
+bool weft__registry_orphan(weft_runtime *rt);
+void weft__registry_free(weft_runtime *rt);
 
 /* The stack size a task was promised, in bytes. */
 static inline size_t weft__task_stack_size(const weft_task *t)
@@ -286,8 +298,6 @@ uint64_t weft__runtime_alive(weft_runtime *rt);
 
 /* Futex wrappers (worker.c). */
 void weft__futex_wait(uint32_t *addr, uint32_t val);
-/* The same, returning after timeout_ns at the latest (< 0: no limit). */
-void weft__futex_wait_ns(uint32_t *addr, uint32_t val, int64_t timeout_ns);
 void weft__futex_wake(uint32_t *addr, int n);
 
 static inline bool weft__inject_is_empty(struct weft__inject *q)

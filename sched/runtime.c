@@ -8,11 +8,15 @@
  * then count); the worker does P1 (count the completion), P2 (the seq
  * fence in park), P3 (read freeing). Either F3 sees the completion or P3
  * sees freeing and bumps the futex after F3 read it, so the wait returns.
- * No polling, and nothing on the path of a finishing task. Joins and
- * detaches in progress on other threads are waited for too, by polling
- * every millisecond while there are any (task.c, outside_end), and
- * producers outside the workers are done with rt before their task can
- * run (worker.c, inject_from_outside).
+ * No polling, and nothing on the path of a finishing task.
+ *
+ * Threads outside the workers: a producer (a spawn or wake from a plain
+ * thread or another runtime) is done with rt before its task can run
+ * (worker.c, inject_from_outside), so before the free can see it finish.
+ * Task handles may outlive the runtime: the registry, the only part of rt
+ * a handle uses after its task finished, is freed with the last handle
+ * (task.c, weft__registry_orphan), so a join, detach or rename on any
+ * thread is safe before, during and after weft_runtime_free.
  */
 #include <errno.h>
 #include <sched.h>
@@ -40,19 +44,22 @@ bool weft__alloc_should_fail(void)
     }
 }
 
-/* Stop the first `launched` workers and free everything rt holds. */
+/* Stop the first `launched` workers and free everything rt holds, but the
+ * registry (and rt itself) while task handles remain: the last
+ * weft__task_free frees those (task.c). */
 static void runtime_release(weft_runtime *rt, unsigned launched)
 {
     weft__worker_stop_all(rt, launched);
     for (unsigned i = 0; i < rt->nworkers; i++)
         weft__worker_free(rt->workers[i]);
-    weft__shard_destroy(&rt->ext_shard);
     weft__stack_pool_destroy(&rt->stacks);
     weft__inject_destroy(&rt->inject);
     pthread_mutex_destroy(&rt->idle_lock);
     weft__free(rt->idle);
     weft__free(rt->workers);
-    weft__free(rt);
+    rt->workers = NULL;
+    if (weft__registry_orphan(rt))
+        weft__registry_free(rt);
 }
 
 /* One worker per CPU this thread may run on (as Go's GOMAXPROCS), so that
@@ -96,13 +103,14 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     rt->idle = weft__calloc(c.workers, sizeof(*rt->idle));
     if (!rt->workers || !rt->idle)
         goto err_free;
-    int err =
-        weft__stack_pool_init(&rt->stacks, c.stack_size, c.stack_cache_bytes);
+    int err = weft__registry_init(rt);
+    if (err < 0)
+        goto err_free;
+    err = weft__stack_pool_init(&rt->stacks, c.stack_size, c.stack_cache_bytes);
     if (err < 0)
         goto err_free;
     weft__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
-    weft__shard_init(&rt->ext_shard);
     for (unsigned i = 0; i < c.workers; i++) {
         if ((err = weft__worker_new(rt, i)) < 0) {
             runtime_release(rt, 0);
@@ -121,7 +129,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 err_free:
     weft__free(rt->idle);
     weft__free(rt->workers);
-    weft__free(rt);
+    weft__registry_free(rt); /* frees rt */
 err_nomem:
     errno = ENOMEM;
     return NULL;
@@ -139,14 +147,9 @@ void weft_runtime_free(weft_runtime *rt)
     weft__fence_seq(); /* F2: pairs with P2, the fence in park */
     for (;;) {
         uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
-        uint32_t outside = weft__load_acq_u32(&rt->ext_joiners);
-        if (weft__runtime_alive(rt) == 0 && outside == 0)
+        if (weft__runtime_alive(rt) == 0)
             break;
-        /* A join or detach on another thread cannot wake us (it must not
-         * touch rt after its last decrement): poll while one is going on,
-         * which only happens when a thread joins a task while another
-         * frees the runtime. */
-        weft__futex_wait_ns(&rt->exit_futex, seq, outside ? 1000000 : -1);
+        weft__futex_wait(&rt->exit_futex, seq);
     }
     runtime_release(rt, rt->nworkers);
 }

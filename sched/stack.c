@@ -313,10 +313,7 @@ static char *put_u64(char *at, char *end, uint64_t v)
  * signal handler must not wait for a lock this thread might hold. */
 static const char *name_if_safe(const weft_task *t, struct weft__shard **held)
 {
-    weft_runtime *rt = t->rt;
-    struct weft__shard *s = t->shard < rt->nworkers
-                                ? &rt->workers[t->shard]->shard
-                                : &rt->ext_shard;
+    struct weft__shard *s = &t->rt->shards[t->shard];
     *held = NULL;
     if (!weft__spin_trylock(&s->lock))
         return NULL;
@@ -354,6 +351,36 @@ static void report_overflow(const weft_task *t)
     (void)unused;
 }
 
+/* Not a guard page of ours: deliver the signal as the kernel would have
+ * to the handler installed before ours, which stays installed for the next
+ * overflow. */
+static void chain(int sig, siginfo_t *si, void *uctx)
+{
+    const struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    bool sent = si->si_code <= 0; /* by kill or raise, not a fault */
+    if (prev->sa_handler == SIG_IGN && sent)
+        return;
+    if (prev->sa_handler == SIG_DFL || prev->sa_handler == SIG_IGN) {
+        /* The default action cannot be called: restore it. A fault then
+         * happens again on return and gets it (the kernel does not let a
+         * fault be ignored); a sent signal is sent again, and arrives when
+         * this handler returns. */
+        signal(sig, SIG_DFL);
+        if (sent)
+            raise(sig);
+        return;
+    }
+    if (prev->sa_flags & SA_RESETHAND)
+        signal(sig, SIG_DFL); /* one-shot, as the kernel would have made it */
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, &prev->sa_mask, &old);
+    if (prev->sa_flags & SA_SIGINFO)
+        prev->sa_sigaction(sig, si, uctx);
+    else
+        prev->sa_handler(sig);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
     struct weft__worker *w = weft__tls_worker;
@@ -364,19 +391,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         report_overflow(t);
         abort();
     }
-    /* Not a guard page of ours: give the fault to whoever handled it
-     * before. A handler function is called as the kernel would have called
-     * it, and ours stays installed for the next overflow. The default
-     * action cannot be called: restore it, and the instruction faults
-     * again on return and gets it. */
-    const struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
-    if (prev->sa_flags & SA_SIGINFO) {
-        prev->sa_sigaction(sig, si, uctx);
-    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
-    } else {
-        signal(sig, SIG_DFL);
-    }
+    chain(sig, si, uctx);
 }
 
 static void install_handler(void)

@@ -44,23 +44,52 @@ static uint64_t new_id(struct weft__worker *w)
 
 static struct weft__shard *shard_of(const weft_task *t)
 {
-    weft_runtime *rt = t->rt;
-    return t->shard < rt->nworkers ? &rt->workers[t->shard]->shard
-                                   : &rt->ext_shard;
+    return &t->rt->shards[t->shard];
 }
 
-void weft__shard_init(struct weft__shard *s)
+int weft__registry_init(weft_runtime *rt)
 {
-    weft__spin_init(&s->lock);
-    s->slots = NULL;
-    s->cap = s->used = 0;
-    s->free_head = UINT32_MAX;
+    unsigned n = rt->nworkers + 1;
+    rt->shards = weft__malloc_aligned(WEFT__CACHELINE, n * sizeof(*rt->shards));
+    if (!rt->shards)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        struct weft__shard *s = &rt->shards[i];
+        weft__spin_init(&s->lock);
+        s->slots = NULL;
+        s->cap = s->used = s->live = 0;
+        s->free_head = UINT32_MAX;
+        s->orphaned = false;
+    }
+    return 0;
 }
 
-void weft__shard_destroy(struct weft__shard *s)
+void weft__registry_free(weft_runtime *rt)
 {
-    weft__free(s->slots);
-    s->slots = NULL;
+    for (unsigned i = 0; rt->shards && i <= rt->nworkers; i++)
+        weft__free(rt->shards[i].slots);
+    weft__free(rt->shards);
+    weft__free(rt);
+}
+
+/* orphan_refs counts one reference per shard that still holds handles,
+ * plus one held by this function while it marks them; whoever drops it
+ * to 0 frees everything. It is set before any shard is marked (under the
+ * shard's lock), so a weft__task_free that sees a mark sees the count. */
+bool weft__registry_orphan(weft_runtime *rt)
+{
+    unsigned n = rt->nworkers + 1, unused = 1;
+    weft__store_rlx_u32(&rt->orphan_refs, n + 1);
+    for (unsigned i = 0; i < n; i++) {
+        struct weft__shard *s = &rt->shards[i];
+        weft__spin_lock(&s->lock);
+        if (s->live == 0)
+            unused++;
+        else
+            s->orphaned = true;
+        weft__spin_unlock(&s->lock);
+    }
+    return weft__faa_seq_u32(&rt->orphan_refs, -unused) == unused;
 }
 
 /* Caller holds s->lock. Doubles the slot array. */
@@ -92,17 +121,21 @@ static int shard_insert(struct weft__shard *s, weft_task *t)
         i = s->used++;
     }
     s->slots[i] = (uintptr_t)t;
+    s->live++;
     t->slot = i;
     weft__spin_unlock(&s->lock);
     return 0;
 }
 
-static void shard_remove(struct weft__shard *s, const weft_task *t)
+/* Returns true if this emptied a shard of a freed runtime. */
+static bool shard_remove(struct weft__shard *s, const weft_task *t)
 {
     weft__spin_lock(&s->lock);
     s->slots[t->slot] = ((uintptr_t)s->free_head << 1) | 1;
     s->free_head = t->slot;
+    bool last = --s->live == 0 && s->orphaned;
     weft__spin_unlock(&s->lock);
+    return last;
 }
 
 static char *copy_name(const char *name)
@@ -191,9 +224,14 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
  * third of the cost of a 2-worker spawn+join). */
 void weft__task_free(weft_task *t)
 {
-    shard_remove(shard_of(t), t);
+    weft_runtime *rt = t->rt;
+    bool last = shard_remove(shard_of(t), t);
     weft__free(t->name);
     weft__free(t);
+    /* Seq RMW: the shards' last users are done before the one that frees
+     * them (see weft__registry_orphan). */
+    if (last && weft__faa_seq_u32(&rt->orphan_refs, (uint32_t)-1) == 1)
+        weft__registry_free(rt);
 }
 
 /* The task has returned: on the scheduler context of worker w after its
@@ -215,29 +253,6 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
         weft__task_free(t);
     else if (j)
         weft__waiter_wake(j);
-}
-
-/* Joins and detaches on threads that are not workers of rt use rt until
- * they free the handle, so weft_runtime_free must not return before they
- * are done: they count themselves in rt->ext_joiners, and the free waits
- * for the count to reach 0. The decrement is their last access to rt: the
- * free may release rt the moment it sees 0, so nothing may follow it (not
- * even a wake-up). The free polls instead while the count is not 0
- * (runtime.c). */
-static bool outside_begin(weft_runtime *rt)
-{
-    struct weft__worker *w = weft__tls_worker;
-    if (w && w->rt == rt)
-        return false;
-    weft__faa_seq_u32(&rt->ext_joiners, 1);
-    return true;
-}
-
-static void outside_end(weft_runtime *rt)
-{
-    /* Seq RMW: everything this thread did with rt happens before a free
-     * that reads the count as 0. */
-    weft__faa_seq_u32(&rt->ext_joiners, (uint32_t)-1);
 }
 
 /* Wait for t to finish. Returns 0 once it has, or -EINVAL when someone
@@ -264,36 +279,28 @@ int weft_join(weft_task *t, void **result)
     struct weft__worker *w = weft__tls_worker;
     if (w && w->current == t)
         return -EINVAL;
-    weft_runtime *rt = t->rt;
     /* Fork-join: if t has not started, run it right here instead of
      * parking (worker.c). */
-    if (w && w->current && w->rt == rt)
+    if (w && w->current && w->rt == t->rt)
         weft__join_run_inline(t);
-    bool outside = outside_begin(rt);
     int err = wait_done(t);
-    if (err == 0) {
-        if (result)
-            *result = t->arg;
-        weft__task_free(t);
-    }
-    if (outside)
-        outside_end(rt);
-    return err;
+    if (err < 0)
+        return err;
+    if (result)
+        *result = t->arg;
+    weft__task_free(t);
+    return 0;
 }
 
 void weft_detach(weft_task *t)
 {
     if (!t)
         return;
-    weft_runtime *rt = t->rt;
-    bool outside = outside_begin(rt);
     /* Seq CAS: if it fails the task is DONE (the exchange in
      * weft__task_finish happened first) and nobody else will free it. */
     if (!weft__cas_seq_ptr(&t->joiner, NULL, WEFT__JOIN_DETACHED) &&
         weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
         weft__task_free(t);
-    if (outside)
-        outside_end(rt);
 }
 
 bool weft_task_done(const weft_task *t)
@@ -367,9 +374,9 @@ size_t weft_runtime_tasks(weft_runtime *rt, weft_task_info *out, size_t cap)
     if (!out)
         cap = 0;
     size_t n = 0;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        n = snapshot_shard(&rt->workers[i]->shard, out, cap, n);
-    return snapshot_shard(&rt->ext_shard, out, cap, n);
+    for (unsigned i = 0; i <= rt->nworkers; i++)
+        n = snapshot_shard(&rt->shards[i], out, cap, n);
+    return n;
 }
 
 size_t weft_all_tasks(weft_task_info *out, size_t cap)

@@ -6,8 +6,8 @@
  *      neither can be starved by a worker that keeps spawning locally;
  *   2. the LIFO slot: the task this worker woke last, for message-passing
  *      latency. At most WEFT__LIFO_MAX runs in a row, after which it goes
- *      behind the other local tasks (the yield list), so two tasks waking
- *      each other cannot starve the rest;
+ *      to the injection queue, so two tasks waking each other cannot starve
+ *      the rest;
  *   3. the own deque, newest first (fork-join locality);
  *   4. the yield list: tasks that called weft_yield, in FIFO order, after
  *      every other local task (asyncio's sleep(0));
@@ -95,17 +95,6 @@ __thread struct weft__worker *weft__tls_worker;
 void weft__futex_wait(uint32_t *addr, uint32_t val)
 {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-void weft__futex_wait_ns(uint32_t *addr, uint32_t val, int64_t timeout_ns)
-{
-    if (timeout_ns < 0) {
-        weft__futex_wait(addr, val);
-        return;
-    }
-    struct timespec ts = {.tv_sec = timeout_ns / 1000000000,
-                          .tv_nsec = timeout_ns % 1000000000};
-    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
 }
 
 void weft__futex_wake(uint32_t *addr, int n)
@@ -282,9 +271,12 @@ find_local(struct weft__worker *w)
         w->lifo = NULL;
         if (w->lifo_streak++ < WEFT__LIFO_MAX)
             return t;
-        /* Capped: behind every other local task, not on the deque, whose
-         * bottom would hand it straight back. */
-        yield_push(w, t);
+        /* Capped: to the injection queue, behind the other local tasks
+         * (the deque's bottom would hand it straight back), where an idle
+         * worker can take it if this one stays busy. */
+        weft__inject_push(&w->rt->inject, t, t, 1);
+        if (w->rt->nworkers > 1)
+            weft__notify(w->rt);
     }
     w->lifo_streak = 0;
     if ((!weft__deque_is_empty_owner(&w->deque) &&
@@ -650,8 +642,10 @@ void weft__task_submit(weft_task *t)
 static bool stack_room(const weft_task *self, const weft_task *child)
 {
     size_t need = weft__task_stack_size(child);
-    char here;
-    return (size_t)(&here - self->stack->lo) > need + 4096;
+    /* The frame address, not a local's: under ASan a local may live on a
+     * separate fake stack. */
+    char *here = __builtin_frame_address(0);
+    return (size_t)(here - self->stack->lo) > need + 4096;
 }
 
 static void run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
@@ -688,19 +682,19 @@ void weft__join_run_inline(weft_task *target)
     }
     /* Never started (a queued resume of a started task has a stack), and
      * the joiner's stack has room: run it. Otherwise it goes back too. */
+    bool put_back = n > 0;
     if (found && (found->stack || !stack_room(self, found))) {
         weft__deque_push(&w->deque, found);
         found = NULL;
+        put_back = true;
     }
     /* Oldest first, so the deque's order is as before. The pushes cannot
      * fail: the pops just made room. A worker that looked while they were
      * out may have gone to sleep, so notify. */
-    if (n > 0) {
-        while (n > 0)
-            weft__deque_push(&w->deque, held[--n]);
-        if (w->rt->nworkers > 1)
-            weft__notify(w->rt);
-    }
+    while (n > 0)
+        weft__deque_push(&w->deque, held[--n]);
+    if (put_back && w->rt->nworkers > 1)
+        weft__notify(w->rt);
     if (found)
         run_inline(w, self, found);
 }
@@ -795,7 +789,6 @@ int weft__worker_new(weft_runtime *rt, unsigned index)
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (index + 1);
     w->fair_countdown = WEFT__FAIR_TICKS;
-    weft__shard_init(&w->shard);
     int err = weft__deque_init(&w->deque, WEFT__DEQUE_CAP);
     if (err < 0) {
         weft__free(w);
@@ -837,7 +830,6 @@ void weft__worker_free(struct weft__worker *w)
 {
     if (!w)
         return;
-    weft__shard_destroy(&w->shard);
     weft__deque_destroy(&w->deque);
     weft__free(w);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -233,6 +234,69 @@ START_TEST(stack_overflow_prints_the_task_and_aborts)
     snprintf(kibs2, sizeof kibs2, "%zuKiB", kib);
     ck_assert_msg(strstr(msg, bytes) || strstr(msg, kibs) || strstr(msg, kibs2),
                   "no stack size (%s bytes) in: %s", bytes, msg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * A fault that is not an overflow goes to the handler installed before. */
+
+static void one_shot_handler(int sig)
+{
+    (void)sig;
+    static const char msg[] = "previous handler ran\n";
+    ssize_t unused = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)unused;
+}
+
+static void foreign_fault_child(void)
+{
+    /* Installed before weft's handler, one-shot, returning: the fault then
+     * happens again and, with the default action back, kills the child. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = one_shot_handler;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = 1});
+    if (!rt)
+        _exit(3);
+    /* A page that may not be touched (not NULL: UBSan would stop a NULL
+     * store before it faults). */
+    volatile int *page =
+        mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        _exit(5);
+    *page = 1;
+    _exit(4); /* not reached */
+}
+
+START_TEST(a_fault_that_is_not_an_overflow_reaches_the_previous_handler_once)
+{
+    int errp[2];
+    ck_assert_int_eq(pipe(errp), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(errp[0]);
+        dup2(errp[1], STDERR_FILENO);
+        close(errp[1]);
+        foreign_fault_child();
+    }
+    close(errp[1]);
+    static char msg[1 << 12];
+    read_all(errp[0], msg, sizeof msg);
+    close(errp[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+                  "child did not die of SIGSEGV (status %#x): %s", status, msg);
+    const char *first = strstr(msg, "previous handler ran");
+    ck_assert_msg(first != NULL, "the previous handler did not run: %s", msg);
+    ck_assert_msg(strstr(first + 1, "previous handler ran") == NULL,
+                  "the one-shot handler ran more than once: %s", msg);
+    ck_assert_msg(strstr(msg, "stack overflow") == NULL,
+                  "reported as an overflow: %s", msg);
 }
 END_TEST
 
@@ -482,6 +546,12 @@ static Suite *stack_suite(void)
     tcase_add_loop_test(tc, stack_overflow_prints_the_task_and_aborts, 0,
                         sizeof overflow_cases / sizeof overflow_cases[0]);
     tcase_set_timeout(tc, 40);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("foreign_fault");
+    tcase_add_test(
+        tc, a_fault_that_is_not_an_overflow_reaches_the_previous_handler_once);
+    tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("many");

@@ -198,9 +198,9 @@ static void *join_from_thread(void *p)
 }
 
 /* A plain thread joins a task while the main thread frees the runtime:
- * the free must wait for the join, which still uses the runtime's registry
- * when it frees the handle (ASan reports it otherwise). */
-START_TEST(runtime_free_waits_for_a_join_in_progress_on_another_thread)
+ * the join still uses the runtime's registry when it frees the handle,
+ * after the free may have returned (ASan reports it if that is unsafe). */
+START_TEST(a_join_in_progress_on_another_thread_survives_runtime_free)
 {
     for (int i = 0; i < TU_SCALE(200, 100, 20); i++) {
         memset(&parked_ev, 0, sizeof parked_ev);
@@ -369,6 +369,74 @@ START_TEST(random_task_trees_count_every_task_exactly_once)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------
+ * Handles outlive their runtime. */
+
+START_TEST(handles_can_be_joined_renamed_and_detached_after_runtime_free)
+{
+    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = 2});
+    ck_assert_ptr_nonnull(rt);
+    weft_task *a = weft_spawn_ex(rt, returns_arg, (void *)41, NULL);
+    weft_task *b = weft_spawn_ex(rt, returns_arg, (void *)42, NULL);
+    weft_task *c = weft_spawn_ex(rt, returns_arg, (void *)43, NULL);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(c);
+    weft_runtime_free(rt); /* waits for a, b and c to finish */
+    ck_assert(weft_task_done(a));
+    ck_assert_int_eq(weft_task_set_name(b, "after-free"), 0);
+    void *r = NULL;
+    ck_assert_int_eq(weft_join(a, &r), 0);
+    ck_assert_int_eq((intptr_t)r, 41);
+    weft_detach(c);
+    ck_assert_int_eq(weft_join(b, &r), 0); /* the last: frees the rest */
+    ck_assert_int_eq((intptr_t)r, 42);
+}
+END_TEST
+
+struct late {
+    weft_task *task;
+    atomic_int go;
+    void *result;
+    int rc;
+};
+
+/* Joins or detaches once told to, racing weft_runtime_free. */
+static void *late_handle_user(void *p)
+{
+    struct late *l = p;
+    while (!atomic_load(&l->go))
+        sched_yield();
+    if (l->result == (void *)-1) {
+        weft_detach(l->task);
+        l->rc = 0;
+    } else {
+        l->rc = weft_join(l->task, &l->result);
+    }
+    return NULL;
+}
+
+START_TEST(a_join_or_detach_racing_runtime_free_is_safe)
+{
+    for (int i = 0; i < TU_SCALE(300, 150, 40); i++) {
+        weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = 2});
+        ck_assert_ptr_nonnull(rt);
+        struct late l = {.task =
+                             weft_spawn_ex(rt, returns_arg, (void *)5, NULL),
+                         .result = (i & 1) ? (void *)-1 : NULL};
+        ck_assert_ptr_nonnull(l.task);
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, late_handle_user, &l), 0);
+        atomic_store(&l.go, 1);
+        weft_runtime_free(rt);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(l.rc, 0);
+        if (!(i & 1))
+            ck_assert_int_eq((intptr_t)l.result, 5);
+    }
+}
+END_TEST
+
 static Suite *worker_suite(void)
 {
     Suite *s = suite_create("worker");
@@ -390,7 +458,10 @@ static Suite *worker_suite(void)
 
     tc = tcase_create("outside_threads");
     tcase_add_test(tc,
-                   runtime_free_waits_for_a_join_in_progress_on_another_thread);
+                   a_join_in_progress_on_another_thread_survives_runtime_free);
+    tcase_add_test(
+        tc, handles_can_be_joined_renamed_and_detached_after_runtime_free);
+    tcase_add_test(tc, a_join_or_detach_racing_runtime_free_is_safe);
     tcase_set_timeout(tc, TU_STRESS_TIMEOUT);
     suite_add_tcase(s, tc);
     return s;
