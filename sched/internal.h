@@ -59,6 +59,9 @@ struct weft__stack_pool {
 
 int weft__stack_pool_init(struct weft__stack_pool *p, size_t size,
                           size_t cache_limit);
+/* Tests: make new pools guard stacks with mprotect, as on kernels older
+ * than 6.13. */
+extern bool weft__stack_test_mprotect_guards;
 void weft__stack_pool_destroy(struct weft__stack_pool *p);
 /* Returns NULL and sets errno when no stack can be had. */
 struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,

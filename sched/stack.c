@@ -73,11 +73,16 @@ struct weft__region {
 
 static size_t guard_bytes; /* one page; set once by install_handler */
 
+/* Tests set this to run the mprotect fallback on kernels that have
+ * MADV_GUARD_INSTALL. Read when a pool is made. */
+bool weft__stack_test_mprotect_guards;
+
 int weft__stack_pool_init(struct weft__stack_pool *p, size_t size,
                           size_t cache_limit)
 {
     memset(p, 0, sizeof(*p));
     p->page = (size_t)sysconf(_SC_PAGESIZE);
+    p->madv_guard_failed = weft__stack_test_mprotect_guards;
     p->task_size = (size + p->page - 1) & ~(p->page - 1);
     p->size = 2 * p->task_size;
     p->cache_limit = cache_limit;
