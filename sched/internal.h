@@ -227,7 +227,6 @@ struct weft_runtime {
     /* Immutable after weft_runtime_new. */
     unsigned nworkers;
     struct weft__worker **workers;
-    size_t stack_size;
 
     struct weft__inject inject;
     struct weft__stack_pool stacks;
@@ -291,7 +290,8 @@ void weft__registry_free(weft_runtime *rt);
 /* The stack size a task was promised, in bytes. */
 static inline size_t weft__task_stack_size(const weft_task *t)
 {
-    return t->stack_units ? (size_t)t->stack_units << 12 : t->rt->stack_size;
+    return t->stack_units ? (size_t)t->stack_units << 12
+                          : t->rt->stacks.task_size;
 }
 
 /* Task lifecycle (task.c), called by the worker's scheduler context. */

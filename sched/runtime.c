@@ -98,7 +98,6 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_nomem;
     memset(rt, 0, sizeof(*rt));
     rt->nworkers = c.workers;
-    rt->stack_size = c.stack_size;
     rt->workers = weft__calloc(c.workers, sizeof(*rt->workers));
     rt->idle = weft__calloc(c.workers, sizeof(*rt->idle));
     if (!rt->workers || !rt->idle)

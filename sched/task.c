@@ -280,8 +280,12 @@ int weft_join(weft_task *t, void **result)
     if (w && w->current == t)
         return -EINVAL;
     /* Fork-join: if t has not started, run it right here instead of
-     * parking (worker.c). */
-    if (w && w->current && w->rt == t->rt)
+     * parking (worker.c). Only worth looking for while t is still new:
+     * a started task can never run inline, and most joins of a spawn burst
+     * find their task finished. `where` is a relaxed snapshot, so it may
+     * say NEW a moment too long, which costs only the search. */
+    if (w && w->current && w->rt == t->rt &&
+        (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW)
         weft__join_run_inline(t);
     int err = wait_done(t);
     if (err < 0)
