@@ -333,20 +333,29 @@ run_suite()
     fi
 }
 
-# run_example TREE: the README's example prints what it should.
+# run_example TREE NAME REGEX: an example program exits 0 and prints a line
+# matching REGEX (grep -E), with no sanitizer report.
 run_example()
 {
-    local tree=$1 bin=$BUILD/$1/examples/spawn_join env=() line out rc
+    local tree=$1 name=$2 want=$3 bin=$BUILD/$1/examples/$2 env=() line out rc
     [[ -x $bin ]] || return 0 # examples disabled in this tree
     while IFS= read -r line; do env+=("$line"); done < <(san_env "$tree")
-    printf '\n---- %s/examples/spawn_join\n' "$tree"
+    printf '\n---- %s/examples/%s\n' "$tree" "$name"
     out=$(env "${env[@]}" timeout -k 10 60 "${RUNNER[@]}" "$bin" 2>&1)
     rc=$?
     printf '%s\n' "$out"
-    if ((rc != 0)) || ! grep -qx 'sum: 30' <<<"$out" ||
+    if ((rc != 0)) || ! grep -Eqx "$want" <<<"$out" ||
         grep -Eq "$SAN_REPORT" <<<"$out"; then
-        fail "$tree/examples/spawn_join: exit $rc, or not 'sum: 30', or a sanitizer report"
+        fail "$tree/examples/$name: exit $rc, or no line '$want', or a sanitizer report"
     fi
+}
+
+# The README's example, and asyncio's first program: two one-second
+# sleeps that overlap.
+run_examples()
+{
+    run_example "$1" spawn_join 'sum: 30'
+    run_example "$1" hello 'took 1\.[0-1][0-9] s'
 }
 
 tests()
@@ -369,7 +378,7 @@ tests()
     for b in "${bins[@]}"; do
         run_suite "$tree" "$b"
     done
-    run_example "$tree"
+    run_examples "$tree"
 }
 
 # ---------------------------------------------------------------------------

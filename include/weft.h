@@ -19,6 +19,7 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,8 +87,9 @@ typedef struct weft_config {
 #define WEFT_STACK_MIN     (16 * 1024)
 #define WEFT_STACK_MAX     ((size_t)256 * 1024 * 1024 - 4096)
 
-/** Run main(arg) as the first task of a new default runtime, wait for it and
- * for every task it left running, then free the runtime (asyncio.run).
+/** Run main(arg) as the first task of a new default runtime, wait for it,
+ * then cancel and wait for every task it left running and free the
+ * runtime (asyncio.run).
  * Call it from a plain thread. Stores main's return value in *result if
  * result is not NULL. Returns 0, or:
  *   -EINVAL  main is NULL
@@ -114,8 +116,10 @@ WEFT_API weft_runtime *weft_runtime_new(const weft_config *cfg);
 WEFT_API WEFT_NODISCARD int weft_runtime_run(weft_runtime *rt, weft_fn fn,
                                              void *arg, void **result);
 
-/** Wait for every task of rt to finish, detached or not, then stop the
- * workers and free rt (loop.close). A task handle is freed only by
+/** Cancel every task of rt still alive, wait for all of them to finish,
+ * detached or not, then stop the workers and free rt (loop.close after
+ * asyncio.run's cancel-and-gather). Tasks spawned while it waits are
+ * cancelled too. A task handle is freed only by
  * weft_join or weft_detach, which stay valid after this call (they return
  * at once: the task has finished); a handle neither joined nor detached
  * stays allocated, with a small part of the runtime, as a pthread_t that
@@ -176,8 +180,17 @@ WEFT_API WEFT_NODISCARD weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn,
  * happens while the caller's stack has t's full stack size free.
  * A handle may be joined or detached on any thread, also after
  * weft_runtime_free (which waits for every task to finish).
- * Returns 0, or:
- *   -EINVAL   t is NULL, or t is the calling task (the handle is kept)
+ *
+ * Cancellation, as `await task`: if the calling task is cancelled, or a
+ * timeout scope around the join expires, t is cancelled too and the join
+ * goes on waiting for it to end (use weft_shield to leave t alone). The
+ * handle is freed in every case but -EINVAL. Returns 0 with the result
+ * when t finished normally, else:
+ *   -ECANCELED  t ended cancelled (and the caller was not interrupted, or
+ *               was cancelled)
+ *   -ETIMEDOUT  t ended cancelled because the caller's scope expired
+ *   -EINVAL     t is NULL, t is the calling task, or t is already joined,
+ *               waited for or detached elsewhere (the handle is kept)
  */
 WEFT_API WEFT_NODISCARD int weft_join(weft_task *t, void **result);
 
@@ -201,8 +214,9 @@ WEFT_API weft_task *weft_current(void);
 /** Let the other ready tasks run, then continue (asyncio.sleep(0)).
  * Suspends: the caller goes behind every task ready on its worker. When no
  * other task is ready there, it returns at once without switching, as
- * sleep(0) does on an empty ready queue. Returns 0, or -EPERM outside a
- * task. */
+ * sleep(0) does on an empty ready queue. A suspension point: returns 0, or
+ * -ECANCELED / -ETIMEDOUT when the caller is cancelled or inside an expired
+ * timeout scope (see "Cancellation"), or -EPERM outside a task. */
 WEFT_API WEFT_NODISCARD int weft_yield(void);
 
 enum weft_task_state {
@@ -229,6 +243,264 @@ WEFT_API size_t weft_all_tasks(weft_task_info *out, size_t cap);
 /** Like weft_all_tasks, for any runtime, from any thread. */
 WEFT_API size_t weft_runtime_tasks(weft_runtime *rt, weft_task_info *out,
                                    size_t cap);
+
+/* ---------------------------------------------------------------------------
+ * Time
+ *
+ * weft_now() is the runtime clock (loop.time()): CLOCK_MONOTONIC in
+ * seconds. Deadlines are values of that clock. Timers live in one heap per
+ * runtime, served by a timer thread, so they fire on time even while every
+ * worker is busy; a sleeping task costs one heap entry, no thread, no fd.
+ * WEFT_FOREVER is a duration or deadline that never comes.
+ */
+
+#define WEFT_FOREVER ((double)INFINITY)
+
+/** Monotonic seconds (asyncio's loop.time()). Any thread. */
+WEFT_API double weft_now(void);
+
+/** Sleep for `seconds` (asyncio.sleep). Suspends; 0 is weft_yield().
+ * From a plain thread it blocks the thread (and cannot be cancelled).
+ * Returns 0, or:
+ *   -EINVAL     seconds is negative or NaN
+ *   -ECANCELED  the calling task is cancelled (before or while sleeping)
+ *   -ETIMEDOUT  an enclosing timeout scope expired
+ */
+WEFT_API WEFT_NODISCARD int weft_sleep(double seconds);
+
+/** Sleep until weft_now() >= deadline; a deadline in the past is
+ * weft_yield(). As weft_sleep otherwise (-EINVAL for NaN). */
+WEFT_API WEFT_NODISCARD int weft_sleep_until(double deadline);
+
+/* ---------------------------------------------------------------------------
+ * Cancellation
+ *
+ * weft_cancel() is a request, as task.cancel(): the task sees -ECANCELED
+ * at its next suspension point (weft_yield, weft_sleep, weft_join, every
+ * combinator below, every sync wait and stream call) and at every later
+ * one, until it returns or withdraws the requests with weft_uncancel().
+ * A task cancelled before it starts never runs. A task "ends cancelled"
+ * (weft_join returns -ECANCELED) when it never ran, or when it returned
+ * after a suspension point gave it -ECANCELED with requests still pending;
+ * a task that ignores the request and returns a value has finished
+ * normally.
+ *
+ * Differences from asyncio, forced by C: the request is sticky (a
+ * suspension point cannot throw, so each one reports it until the task
+ * returns or uncancels), and counted as asyncio 3.11+ counts them: two
+ * requests need two weft_uncancel() calls.
+ *
+ * Waiting for a task forwards cancellation to it, as `await task` does:
+ * a task cancelled (or whose timeout scope expires) while in weft_join,
+ * weft_gather or weft_wait_for cancels the task(s) it waits for and goes
+ * on waiting until they end. weft_shield, weft_wait and the as_completed
+ * iterator forward nothing and return at once.
+ */
+
+/** Request that t be cancelled. Never suspends. Any thread; t may be the
+ * calling task (it then sees -ECANCELED at its next suspension point).
+ * Returns 0, or -EINVAL (t NULL), or -ESRCH when t has already finished
+ * (nothing to cancel: asyncio's cancel() returning False). */
+WEFT_API int weft_cancel(weft_task *t);
+
+/** Withdraw one cancellation request of the calling task (task.uncancel).
+ * Returns the requests still pending (0: the task is no longer
+ * cancelled), or -EPERM outside a task. */
+WEFT_API int weft_uncancel(void);
+
+/** The number of pending cancellation requests of t (task.cancelling()),
+ * 0 for NULL. Never suspends. */
+WEFT_API int weft_cancelling(const weft_task *t);
+
+/** Whether t ended cancelled (task.cancelled()); false while it runs. */
+WEFT_API bool weft_task_cancelled(const weft_task *t);
+
+/* ---------------------------------------------------------------------------
+ * Timeout scopes (async with asyncio.timeout(s) / asyncio.timeout_at(d))
+ *
+ *     weft_timeout scope;
+ *     weft_timeout_enter(&scope, 1.5);
+ *     ... every suspension point here returns -ETIMEDOUT once it expires
+ *     if (weft_timeout_exit(&scope) == -ETIMEDOUT) { ... it expired ... }
+ *
+ * A scope belongs to the task that entered it and lives in that task's
+ * storage (usually its stack) until weft_timeout_exit. Scopes nest: inner
+ * ones may be shorter or longer than outer ones; a suspension point inside
+ * any expired scope returns -ETIMEDOUT, and weft_timeout_exit reports
+ * -ETIMEDOUT only for the scope that itself expired. A real cancellation
+ * stays -ECANCELED inside scopes. Scopes are exited innermost first; a task
+ * that returns with scopes still open has them closed for it (their timers
+ * are removed), which is a bug in the task that this makes harmless.
+ */
+
+typedef struct weft_timeout {
+    uint64_t weft_private_[10]; /* opaque: see sched/timeout.c */
+} weft_timeout;
+
+/** Open a scope that expires `seconds` from now (WEFT_FOREVER: never, but
+ * reschedulable). Never suspends. Callable from a task only. Returns 0, or
+ * -EINVAL (scope NULL, seconds negative or NaN), -EPERM (not a task). */
+WEFT_API WEFT_NODISCARD int weft_timeout_enter(weft_timeout *scope,
+                                               double seconds);
+
+/** The same with an absolute deadline on weft_now()'s clock
+ * (asyncio.timeout_at); a deadline already passed expires at once. */
+WEFT_API WEFT_NODISCARD int weft_timeout_enter_at(weft_timeout *scope,
+                                                  double deadline);
+
+/** Move an open scope's deadline (Timeout.reschedule); WEFT_FOREVER
+ * disarms it. Returns 0, or -EINVAL (NaN, not open, not the caller's, or
+ * already expired: an expired scope stays expired). */
+WEFT_API WEFT_NODISCARD int weft_timeout_reschedule(weft_timeout *scope,
+                                                    double deadline);
+
+/** The scope's deadline (Timeout.when()), WEFT_FOREVER if none. */
+WEFT_API double weft_timeout_when(const weft_timeout *scope);
+
+/** Whether the scope has expired (Timeout.expired()). */
+WEFT_API bool weft_timeout_expired(const weft_timeout *scope);
+
+/** Close the innermost scope of the calling task. Returns 0, -ETIMEDOUT
+ * when this scope expired, or -EINVAL when scope is not the calling
+ * task's innermost open scope (nothing is closed then). */
+WEFT_API int weft_timeout_exit(weft_timeout *scope);
+
+/* ---------------------------------------------------------------------------
+ * Combinators
+ *
+ * They wait for several tasks at once; each is a suspension point. A task
+ * may be waited for by one call at a time (a join, a gather, a wait, ...):
+ * a second concurrent waiter gets -EINVAL.
+ */
+
+/** Wait for a task while the caller may be cancelled (asyncio.shield).
+ * Suspends. Callable from a task. If t finishes first: frees the handle,
+ * stores its result and returns as weft_join does. If the caller is
+ * cancelled or its timeout scope expires first, returns -ECANCELED /
+ * -ETIMEDOUT at once, t keeps running untouched and the handle stays the
+ * caller's (join or detach it later). Also -EINVAL (t NULL, the caller
+ * itself, or already waited for) and -EPERM (not a task). */
+WEFT_API WEFT_NODISCARD int weft_shield(weft_task *t, void **result);
+
+/** Join t with a time limit (asyncio.wait_for, Python 3.12): after
+ * `seconds`, cancel t, wait for it to end and return -ETIMEDOUT; if t
+ * finished normally after all (it ignored the cancellation, or ended right
+ * at the deadline) its result is returned with 0. The handle is always
+ * freed. As weft_join otherwise, including -ECANCELED when the caller is
+ * cancelled (t is cancelled too). -EINVAL for a negative or NaN time. */
+WEFT_API WEFT_NODISCARD int weft_wait_for(weft_task *t, double seconds,
+                                          void **result);
+
+/** Join every task of tasks[0..n) (asyncio.gather with
+ * return_exceptions=True). Suspends. results[i] (if results is not NULL)
+ * gets task i's return value or NULL; errs[i] (if errs is not NULL) gets
+ * what weft_join returned for it. Every handle is freed, whatever
+ * happens. If the caller is cancelled or its scope expires, the tasks not
+ * yet finished are cancelled, and still reaped before it returns. Returns
+ * 0 if every task finished normally; else the caller's -ECANCELED or
+ * -ETIMEDOUT if it was interrupted; else the first non-zero errs[i].
+ * -EINVAL (nothing is joined) for tasks NULL with n > 0, a NULL entry,
+ * the same task twice, or the calling task. */
+WEFT_API WEFT_NODISCARD int weft_gather(weft_task **tasks, size_t n,
+                                        void **results, int *errs);
+
+enum {
+    WEFT_WAIT_FIRST_COMPLETED = 1, /**< return when any task finishes */
+    WEFT_WAIT_ALL_COMPLETED = 2,   /**< return when all have finished */
+};
+
+/** Wait until the first or all of tasks[0..n) finish, or `timeout`
+ * seconds pass (asyncio.wait; WEFT_FOREVER for none). Suspends. Cancels
+ * nothing and frees no handle: the caller joins them. Reorders tasks so
+ * the finished ones come first, *ndone of them. Returns 0 (on time-out
+ * too: compare *ndone with n), or -ECANCELED / -ETIMEDOUT (the caller was
+ * interrupted; tasks and *ndone are still updated), -EINVAL (bad
+ * return_when, negative or NaN timeout, NULL arrays, duplicate or NULL
+ * task, a task already waited for), -ENOMEM, -EPERM (not a task). */
+WEFT_API WEFT_NODISCARD int weft_wait(weft_task **tasks, size_t n,
+                                      double timeout, int return_when,
+                                      size_t *ndone);
+
+/** An iterator over tasks in the order they finish (asyncio.as_completed).
+ *
+ *     weft_as_completed *it = weft_as_completed_new(tasks, n, 5.0);
+ *     weft_task *t;
+ *     while ((rc = weft_as_completed_next(it, &t)) > 0)
+ *         ... weft_join(t, &result) returns at once ...
+ *     weft_as_completed_free(it);
+ */
+typedef struct weft_as_completed weft_as_completed;
+
+/** Start iterating over tasks[0..n) with an overall `timeout` in seconds
+ * from now (WEFT_FOREVER: none). The array is copied; handles stay the
+ * caller's. Callable from a task. Returns NULL with errno EINVAL (as
+ * weft_wait), ENOMEM or EPERM. */
+WEFT_API weft_as_completed *weft_as_completed_new(weft_task **tasks, size_t n,
+                                                  double timeout);
+
+/** Wait for the next task to finish. Suspends. Returns 1 and stores it in
+ * *task; 0 when every task has been returned; -ETIMEDOUT once the overall
+ * timeout has passed (and from then on); -ECANCELED / -ETIMEDOUT when the
+ * caller is cancelled or its scope expires (the iterator stays usable);
+ * -EINVAL for NULL arguments. */
+WEFT_API WEFT_NODISCARD int weft_as_completed_next(weft_as_completed *it,
+                                                   weft_task **task);
+
+/** Free the iterator; tasks not yet returned are not touched. NULL: no-op. */
+WEFT_API void weft_as_completed_free(weft_as_completed *it);
+
+/* ---------------------------------------------------------------------------
+ * Task groups (asyncio.TaskGroup)
+ *
+ *     weft_group g;
+ *     weft_group_init(&g);
+ *     weft_group_spawn(&g, fetch, url1);
+ *     weft_group_spawn(&g, fetch, url2);
+ *     rc = weft_group_wait(&g);        // every member has ended
+ *     weft_group_destroy(&g);
+ *
+ * The task that calls weft_group_init owns the group. Members run in the
+ * owner's runtime; their handles belong to the group and are freed by
+ * weft_group_wait, which must be called (no member outlives it). Members
+ * may spawn more members while the owner waits. Cancelling the owner while
+ * it waits cancels every member; weft_group_cancel ends a group early (a
+ * failing member can call it to stop its siblings, as an exception in a
+ * TaskGroup member does).
+ */
+
+typedef struct weft_group {
+    uint64_t weft_private_[8]; /* opaque: see sched/group.c */
+} weft_group;
+
+/** Make the calling task the owner of a new, empty group. Returns 0,
+ * -EINVAL (g NULL) or -EPERM (not a task). */
+WEFT_API WEFT_NODISCARD int weft_group_init(weft_group *g);
+
+/** Spawn fn(arg) as a member of g (TaskGroup.create_task). Callable from
+ * the owner or a member. The handle is the group's: use it with
+ * weft_cancel, weft_task_done, weft_task_id, but do not join or detach it;
+ * it is valid until weft_group_wait returns. A member spawned while the
+ * group is being cancelled starts cancelled (it never runs). Returns NULL
+ * with errno EINVAL (g or fn NULL, or the group already waited for),
+ * ENOMEM. */
+WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
+                                     const weft_task_opts *opts);
+
+/** Cancel every member not yet finished, and members spawned from now on.
+ * Never suspends. Any task of the group's runtime. Returns 0 or -EINVAL. */
+WEFT_API int weft_group_cancel(weft_group *g);
+
+/** Wait for every member, then free their handles (TaskGroup's exit).
+ * Suspends. Owner only. If the owner is cancelled or its scope expires
+ * while waiting, every member is cancelled and still waited for. Returns 0
+ * if every member finished normally; the owner's -ECANCELED / -ETIMEDOUT
+ * if it was interrupted; -ECANCELED if a member ended cancelled; -EINVAL
+ * (g NULL, already waited for) or -EPERM (not the owner). */
+WEFT_API WEFT_NODISCARD int weft_group_wait(weft_group *g);
+
+/** Release g's memory once weft_group_wait has returned. Returns 0, or
+ * -EBUSY (members not yet waited for: nothing is freed), -EINVAL. */
+WEFT_API int weft_group_destroy(weft_group *g);
 
 /* ---------------------------------------------------------------------------
  * Errors

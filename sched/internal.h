@@ -91,15 +91,24 @@ enum {
 /* Sentinels of weft_task.joiner (real waiters are aligned pointers). */
 #define WEFT__JOIN_DONE     ((void *)1)
 #define WEFT__JOIN_DETACHED ((void *)2)
+#define WEFT__JOIN_INLINE   ((void *)3) /* its joiner runs it inline */
+/* A gather or a group owns the handle and will join it; nobody else may. */
+#define WEFT__JOIN_CLAIMED   ((void *)4)
+#define WEFT__JOIN_SENTINELS 4u /* values up to this are not listeners */
 
-/* A task is 96 bytes (a mimalloc size class): first what changes while it
- * runs (written by the worker running it and by its joiner), then what is
- * fixed at spawn, so a thief running a task dirties little that its
- * spawner reads. Padding it to two whole cache lines removed the rest of
- * that false sharing (1M spawn+join on 2 warm workers: 78 -> 61 ns/task)
- * but costs a third more memory, which a fresh process pays in page
- * faults: 96 bytes ran 15% faster from a cold start and peaked at 125
- * MiB instead of 140. */
+/* Bits of weft_task.cancel, besides the request count in the low bits. */
+#define WEFT__CANCEL_COUNT     0x00ffffffu
+#define WEFT__CANCEL_FORWARDED (1u << 24) /* an inline parent's interrupt */
+#define WEFT__CANCEL_DELIVERED (1u << 25) /* a suspension point said so */
+#define WEFT__CANCEL_ENDED     (1u << 26) /* the task ended cancelled */
+
+/* A task is 112 bytes (a mimalloc size class): first what changes while it
+ * runs (written by the worker running it, its joiner and its cancellers),
+ * then what is fixed at spawn, so a thief running a task dirties little
+ * that its spawner reads. Padding it to two whole cache lines removed the
+ * rest of that false sharing (1M spawn+join on 2 warm workers: 78 -> 61
+ * ns/task) but costs memory, which a fresh process pays in page faults: a
+ * smaller task ran 15% faster from a cold start. */
 struct weft_task {
     /* Saved stack pointer while switched out. Written by the context
      * switch on the worker that runs the task; published to the next
@@ -111,9 +120,9 @@ struct weft_task {
      * Written by the running worker; read by the joiner after it observes
      * joiner == WEFT__JOIN_DONE (acquire). */
     void *arg;
-    /* Any thread, atomic: NULL, a struct weft__waiter * (a joiner waits),
-     * WEFT__JOIN_DETACHED, or WEFT__JOIN_DONE. The single point where
-     * completion meets join or detach: see task.c. */
+    /* Any thread, atomic: NULL, a struct weft__done * (a joiner or waiter
+     * listens), WEFT__JOIN_INLINE, WEFT__JOIN_DETACHED or WEFT__JOIN_DONE.
+     * The single point where completion meets join or detach: task.c. */
     void *joiner;
     /* Intrusive link for the injection queue and a worker's yield list;
      * owned by whichever queue holds the task. */
@@ -122,16 +131,66 @@ struct weft_task {
     /* (last worker << 8) | enum weft_task_state, for snapshots only.
      * Written relaxed by whoever moves the task; a snapshot may lag. */
     uint32_t where;
+    /* Any thread, atomic: pending cancellation requests and the
+     * WEFT__CANCEL_* bits (cancel.c). */
+    uint32_t cancel;
+    /* Protects `wait` against the interrupters (cancel.c). */
+    weft__spinlock lock;
+    /* Under lock: what a cancel or an expired scope must interrupt: the
+     * struct weft__wait the task is parked in, or (low bit set) the task
+     * running inline on this task's stack. NULL: nothing to interrupt. */
+    void *wait;
 
-    /* Fixed at spawn (but name, which changes under the shard's lock). */
-    weft_fn fn;
+    /* Fixed at spawn (but name, which changes under the shard's lock, and
+     * fn, which becomes `parent` when the task starts). */
+    union {
+        weft_fn fn; /* until the task starts */
+        /* Once started: the task on whose stack it runs inline, or NULL.
+         * Read and written by the task itself only. */
+        weft_task *parent;
+    };
     weft_runtime *rt;
     char *name; /* under the shard's lock; NULL: unnamed */
     uint64_t id;
+    /* The innermost open timeout scope; the task itself only. */
+    struct weft__scope *scope;
     uint16_t stack_units; /* asked-for stack in 4 KiB; 0: runtime default */
     uint16_t shard;       /* index of its registry shard */
     uint32_t slot;        /* its slot in that shard, under the shard's lock */
 };
+
+/* What t->joiner points to while someone waits for t: called once, by the
+ * party that finishes t, on whatever thread that is. */
+struct weft__done {
+    void (*fn)(struct weft__done *d);
+};
+
+/* Wait until t has finished, as its one joiner (task.c). t->joiner must
+ * hold `claim` (NULL, or WEFT__JOIN_CLAIMED for the claimer). With a hook,
+ * the caller's interrupts go to hook(wait, code) under its lock while it
+ * waits (weft__join_forward cancels the task in wait->arg). Returns 0, or
+ * -EINVAL when another party already waits for t, or it is detached. */
+int weft__join_wait(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg);
+/* Run t inline if possible, else wait for it: weft_join without the reap.
+ * Returns 0 once t is done, or -EINVAL as weft__join_wait. */
+int weft__join_done(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg);
+/* weft_join's body: weft__join_done, then weft__join_reap. */
+int weft__join_task(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg,
+                    void **result);
+/* A task made but not yet runnable (weft_spawn_ex in two steps), so that
+ * its joiner or cancellation can be set first. */
+weft_task *weft__task_new(weft_runtime *rt, weft_fn fn, void *arg,
+                          const weft_task_opts *opts);
+void weft__task_start(weft_task *t);
+void weft__join_forward(struct weft__wait *w, int code);
+/* Free finished t's handle and return what weft_join returns for it. */
+int weft__join_reap(weft_task *t, void **result);
+/* The interrupt pending for the calling task t, as weft__check_interrupt,
+ * without recording it as delivered. */
+int weft__task_pending(weft_task *t);
 
 /* A shard of the all-tasks registry: every task from spawn until its
  * handle is freed (weft__task_free). A spawn on a worker inserts into that
@@ -180,6 +239,56 @@ void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
 /* Pop up to max tasks, returned as a chain; *n gets the count. */
 weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n);
 static inline bool weft__inject_is_empty(struct weft__inject *q);
+
+/* --------------------------------------------------------------------------
+ * Timers (timer.c): a binary min-heap of deadlines and the thread that
+ * fires them. The reactor of DESIGN.md section 4 will take this thread's
+ * place, its epoll_wait bounded by the earliest deadline.
+ */
+struct weft__timers {
+    pthread_mutex_t lock;
+    struct weft__timer **heap; /* under lock */
+    uint32_t len, cap;         /* under lock */
+    int64_t sleep_until;       /* under lock: the thread's wake-up, or NEVER */
+    bool stop;                 /* under lock */
+    /* Any thread, atomic: the thread's futex word, bumped (under lock)
+     * when an earlier deadline or stop needs it awake. */
+    uint32_t seq;
+    pthread_t thread;
+};
+
+int weft__timers_start(weft_runtime *rt);
+/* Stop the thread; every timer must be gone (every task has ended). */
+void weft__timers_stop(weft_runtime *rt);
+
+/* --------------------------------------------------------------------------
+ * Cancellation and timeout scopes (cancel.c, timeout.c)
+ */
+
+/* An open timeout scope, on the heap (timeout.c). */
+struct weft__scope {
+    struct weft__timer timer;
+    struct weft__scope *parent; /* the task only */
+    weft_task *task;
+    uint32_t expired; /* atomic: set by the timer thread or the task */
+};
+
+/* Interrupt t's current wait with -ECANCELED or -ETIMEDOUT (its hook, or
+ * completing it). Any thread, with nothing of t's held. */
+void weft__task_interrupt(weft_task *t, int code);
+/* t (the calling task) has returned from its body: close scopes it left
+ * open, and record whether it ended cancelled. */
+void weft__task_returned(weft_task *t);
+/* Whether t, which has not started, must never run; if so it is marked as
+ * ended cancelled. */
+bool weft__task_cancelled_before_start(weft_task *t);
+/* Whether a scope of t or of a task t runs inline for has expired. The
+ * task t only. */
+bool weft__scopes_expired(const weft_task *t);
+/* Close every scope t left open (their timers are removed). */
+void weft__scopes_close_all(weft_task *t);
+/* Cancel every task of rt that has not finished and has no request yet. */
+void weft__runtime_cancel_all(weft_runtime *rt);
 
 /* --------------------------------------------------------------------------
  * Workers (worker.c)
@@ -250,6 +359,9 @@ struct weft_runtime {
      * runtimes). Any thread, atomic. */
     uint64_t ext_spawned;
 
+    struct weft__timers timers;
+    bool timers_started; /* immutable after weft_runtime_new */
+
     /* Shutdown (runtime.c). */
     uint32_t stop;       /* atomic: workers exit when set */
     uint32_t freeing;    /* atomic: weft_runtime_free is waiting */
@@ -275,7 +387,7 @@ void weft__task_submit(weft_task *t);
 /* Called by a task joining target: if target has not started and sits
  * near the bottom of this worker's deque, run it here, on the calling
  * task's stack (worker.c). */
-void weft__join_run_inline(weft_task *target);
+void weft__join_run_inline(weft_task *target, void *claim);
 /* Wake one parked worker if no worker is looking for work. */
 void weft__notify(weft_runtime *rt);
 
@@ -299,8 +411,10 @@ void weft__task_finish(struct weft__worker *w, weft_task *t);
 void weft__task_free(weft_task *t);
 uint64_t weft__runtime_alive(weft_runtime *rt);
 
-/* Futex wrappers (worker.c). */
+/* Futex wrappers (worker.c). The timed wait takes an absolute
+ * CLOCK_MONOTONIC deadline (WEFT__NEVER: none). */
 void weft__futex_wait(uint32_t *addr, uint32_t val);
+void weft__futex_wait_until(uint32_t *addr, uint32_t val, int64_t deadline_ns);
 void weft__futex_wake(uint32_t *addr, int n);
 
 static inline bool weft__inject_is_empty(struct weft__inject *q)

@@ -1,7 +1,8 @@
 /* Runtime lifecycle: create, run, free, and the current runtime.
  *
- * Shutdown: weft_runtime_free waits until no task of the runtime is alive
- * (weft__runtime_alive), then stops the workers. When the last task ends,
+ * Shutdown: weft_runtime_free cancels every live task, waits until no task
+ * of the runtime is alive (weft__runtime_alive), then stops the workers
+ * and the timer thread. When the last task ends,
  * the worker that ran it finds no more work and parks; a parking worker
  * that sees rt->freeing bumps rt->exit_futex (worker.c, park). The freeing
  * thread does F1 (set freeing), F2 (a seq fence), F3 (read exit_futex,
@@ -25,6 +26,9 @@
 
 #include "sched/alloc.h"
 #include "sched/internal.h"
+
+/* How often weft_runtime_free cancels tasks spawned since its last look. */
+#define WEFT__SWEEP_NS (10 * 1000 * 1000)
 
 uint64_t weft__alloc_countdown;
 
@@ -50,6 +54,8 @@ bool weft__alloc_should_fail(void)
 static void runtime_release(weft_runtime *rt, unsigned launched)
 {
     weft__worker_stop_all(rt, launched);
+    if (rt->timers_started)
+        weft__timers_stop(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
         weft__worker_free(rt->workers[i]);
     weft__stack_pool_destroy(&rt->stacks);
@@ -110,6 +116,12 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_free;
     weft__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
+    if (weft__timers_start(rt) < 0) {
+        runtime_release(rt, 0);
+        errno = EAGAIN;
+        return NULL;
+    }
+    rt->timers_started = true;
     for (unsigned i = 0; i < c.workers; i++) {
         if ((err = weft__worker_new(rt, i)) < 0) {
             runtime_release(rt, 0);
@@ -144,11 +156,17 @@ void weft_runtime_free(weft_runtime *rt)
                     "being freed, which would wait for itself forever");
     weft__xchg_seq_u32(&rt->freeing, 1);
     weft__fence_seq(); /* F2: pairs with P2, the fence in park */
+    /* asyncio.run's shutdown: cancel what is left and wait for it. Tasks
+     * spawned meanwhile (by cleanup code) are cancelled by the next sweep;
+     * a task that withdraws its cancellation is cancelled again. */
+    weft__runtime_cancel_all(rt);
     for (;;) {
         uint32_t seq = weft__load_acq_u32(&rt->exit_futex);
         if (weft__runtime_alive(rt) == 0)
             break;
-        weft__futex_wait(&rt->exit_futex, seq);
+        weft__futex_wait_until(&rt->exit_futex, seq,
+                               weft__now_ns() + WEFT__SWEEP_NS);
+        weft__runtime_cancel_all(rt);
     }
     runtime_release(rt, rt->nworkers);
 }

@@ -3,10 +3,14 @@
  *
  * Completion meets join or detach at one atomic field, t->joiner:
  *   - the task finishing exchanges it with WEFT__JOIN_DONE (after writing
- *     its result): if it held a waiter, it wakes it; if it held
+ *     its result): if it held a listener (struct weft__done: a joiner, or
+ *     a weft_wait-style waiter of combine.c), it calls it; if it held
  *     WEFT__JOIN_DETACHED, it frees the task;
- *   - a joiner CASes NULL -> its waiter and parks; if the CAS finds DONE,
- *     the result is already there;
+ *   - a joiner CASes NULL -> its listener and parks; if the CAS finds
+ *     DONE, the result is already there; if it finds anything else,
+ *     another party waits for t and the join fails with -EINVAL;
+ *   - a joiner that runs t inline (worker.c) CASes NULL -> JOIN_INLINE
+ *     first, so that a second joiner fails instead of freeing t twice;
  *   - detach CASes NULL -> DETACHED; if it finds DONE, it frees the task.
  * So exactly one party frees each task, and the result is read only after
  * DONE is observed with acquire ordering (the exchange, or the waker's
@@ -24,8 +28,8 @@
 
 #define WEFT__ID_BLOCK 1024u
 
-_Static_assert(sizeof(struct weft_task) <= 96,
-               "a task must stay in mimalloc's 96-byte class (internal.h)");
+_Static_assert(sizeof(struct weft_task) <= 112,
+               "a task must stay in mimalloc's 112-byte class (internal.h)");
 _Static_assert(((WEFT_STACK_MAX + 4095) >> 12) <= UINT16_MAX,
                "stack_units must hold WEFT_STACK_MAX in 4 KiB units");
 
@@ -149,8 +153,8 @@ static char *copy_name(const char *name)
     return copy;
 }
 
-weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
-                         const weft_task_opts *opts)
+weft_task *weft__task_new(weft_runtime *rt, weft_fn fn, void *arg,
+                          const weft_task_opts *opts)
 {
     struct weft__worker *w = weft__tls_worker;
     if (!rt && w && w->current)
@@ -175,6 +179,10 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
     t->rt = rt;
     t->joiner = NULL;
     t->next = NULL;
+    t->cancel = 0;
+    weft__spin_init(&t->lock);
+    t->wait = NULL;
+    t->scope = NULL;
     t->id = new_id(local ? w : NULL);
     t->park_state = WEFT__RUN;
     t->stack_units = (uint16_t)((stack_size + 4095) >> 12);
@@ -183,14 +191,6 @@ weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
 
     if (shard_insert(shard_of(t), t) < 0)
         goto err_free_name;
-
-    /* Counted before the task can run, so that its completion can never be
-     * counted before its spawn (weft__runtime_alive). */
-    if (local)
-        weft__count_rel(&w->counters.spawned, 1);
-    else
-        weft__faa_seq_u64(&rt->ext_spawned, 1);
-    weft__task_submit(t);
     return t;
 err_free_name:
     weft__free(t->name);
@@ -199,6 +199,28 @@ err_free:
 err_nomem:
     errno = ENOMEM;
     return NULL;
+}
+
+void weft__task_start(weft_task *t)
+{
+    struct weft__worker *w = weft__tls_worker;
+    weft_runtime *rt = t->rt;
+    /* Counted before the task can run, so that its completion can never be
+     * counted before its spawn (weft__runtime_alive). */
+    if (w && w->rt == rt)
+        weft__count_rel(&w->counters.spawned, 1);
+    else
+        weft__faa_seq_u64(&rt->ext_spawned, 1);
+    weft__task_submit(t);
+}
+
+weft_task *weft_spawn_ex(weft_runtime *rt, weft_fn fn, void *arg,
+                         const weft_task_opts *opts)
+{
+    weft_task *t = weft__task_new(rt, fn, arg, opts);
+    if (t)
+        weft__task_start(t);
+    return t;
 }
 
 weft_task *weft_spawn(weft_fn fn, void *arg)
@@ -246,54 +268,99 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
     /* Release: see weft__runtime_alive. */
     weft__count_rel(&w->counters.completed, 1);
 
-    /* Seq exchange: releases the result (t->arg) to whoever observes DONE,
-     * and acquires the joiner's waiter or the detach mark. */
+    /* Seq exchange: releases the result (t->arg, and the ENDED bit) to
+     * whoever observes DONE, and acquires the listener or the detach
+     * mark. */
     void *j = weft__xchg_seq_ptr(&t->joiner, WEFT__JOIN_DONE);
-    if (j == WEFT__JOIN_DETACHED)
+    if (j == WEFT__JOIN_DETACHED) {
         weft__task_free(t);
-    else if (j)
-        weft__waiter_wake(j);
+    } else if ((uintptr_t)j > WEFT__JOIN_SENTINELS) {
+        struct weft__done *d = j;
+        d->fn(d);
+    }
 }
 
-/* Wait for t to finish. Returns 0 once it has, or -EINVAL when someone
- * else joins it or it was detached. */
-static int wait_done(weft_task *t)
+/* A joiner's listener and wait, on its stack. */
+struct join_wait {
+    struct weft__done done;
+    struct weft__wait wait;
+};
+
+static void join_done(struct weft__done *d)
+{
+    struct join_wait *j = (struct join_wait *)d;
+    weft__wait_complete(&j->wait, 0);
+}
+
+void weft__join_forward(struct weft__wait *w, int code)
+{
+    (void)code;
+    weft_cancel(w->arg);
+}
+
+int weft__join_wait(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg)
 {
     /* Acquire: pairs with the exchange in weft__task_finish. */
     if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
         return 0;
-    struct weft__waiter wt;
-    weft__waiter_prepare(&wt);
-    if (weft__cas_seq_ptr(&t->joiner, NULL, &wt)) {
-        weft__waiter_wait(&wt);
-        return 0;
+    struct join_wait j = {.done.fn = join_done};
+    weft__wait_init(&j.wait, hook, arg);
+    /* With a hook the wait stays armed: a pending interrupt has been
+     * forwarded, and the join goes on. */
+    (void)weft__wait_arm(&j.wait);
+    /* Seq CAS: publishes the listener to the finishing task's exchange. */
+    if (!weft__cas_seq_ptr(&t->joiner, claim, &j.done)) {
+        weft__wait_disarm(&j.wait);
+        weft__wait_abandon(&j.wait);
+        return weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE ? 0 : -EINVAL;
     }
-    weft__waiter_abandon(&wt);
-    return weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE ? 0 : -EINVAL;
+    weft__wait_block(&j.wait);
+    weft__wait_disarm(&j.wait);
+    return 0;
 }
 
-int weft_join(weft_task *t, void **result)
+int weft__join_reap(weft_task *t, void **result)
 {
-    if (!t)
-        return -EINVAL;
-    struct weft__worker *w = weft__tls_worker;
-    if (w && w->current == t)
-        return -EINVAL;
+    bool cancelled = weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_ENDED;
+    void *r = t->arg;
+    weft__task_free(t);
+    if (result)
+        *result = cancelled ? NULL : r;
+    if (!cancelled)
+        return 0;
+    int code = weft__check_interrupt();
+    return code ? code : -ECANCELED;
+}
+
+int weft__join_done(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg)
+{
     /* Fork-join: if t has not started, run it right here instead of
      * parking (worker.c). Only worth looking for while t is still new:
      * a started task can never run inline, and most joins of a spawn burst
      * find their task finished. `where` is a relaxed snapshot, so it may
      * say NEW a moment too long, which costs only the search. */
+    struct weft__worker *w = weft__tls_worker;
     if (w && w->current && w->rt == t->rt &&
         (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW)
-        weft__join_run_inline(t);
-    int err = wait_done(t);
-    if (err < 0)
-        return err;
-    if (result)
-        *result = t->arg;
-    weft__task_free(t);
-    return 0;
+        weft__join_run_inline(t, claim);
+    return weft__join_wait(t, claim, hook, arg);
+}
+
+int weft__join_task(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg,
+                    void **result)
+{
+    int err = weft__join_done(t, claim, hook, arg);
+    return err < 0 ? err : weft__join_reap(t, result);
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    if (!t || t == weft_current())
+        return -EINVAL;
+    return weft__join_task(t, NULL, weft__join_forward, t, result);
 }
 
 void weft_detach(weft_task *t)
@@ -386,6 +453,25 @@ size_t weft_runtime_tasks(weft_runtime *rt, weft_task_info *out, size_t cap)
 size_t weft_all_tasks(weft_task_info *out, size_t cap)
 {
     return weft_runtime_tasks(weft_runtime_current(), out, cap);
+}
+
+void weft__runtime_cancel_all(weft_runtime *rt)
+{
+    for (unsigned i = 0; i <= rt->nworkers; i++) {
+        struct weft__shard *s = &rt->shards[i];
+        /* Under the shard's lock no handle here can be freed. weft_cancel
+         * takes task locks inside it; no task lock holder takes a shard
+         * lock (cancel.c). */
+        weft__spin_lock(&s->lock);
+        for (uint32_t slot = 0; slot < s->used; slot++) {
+            if (s->slots[slot] & 1)
+                continue;
+            weft_task *t = (weft_task *)s->slots[slot];
+            if (!weft_cancelling(t))
+                (void)weft_cancel(t);
+        }
+        weft__spin_unlock(&s->lock);
+    }
 }
 
 /* Tasks spawned into rt and not finished. Completions are read before

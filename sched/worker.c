@@ -97,6 +97,19 @@ void weft__futex_wait(uint32_t *addr, uint32_t val)
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
+void weft__futex_wait_until(uint32_t *addr, uint32_t val, int64_t deadline_ns)
+{
+    if (deadline_ns == WEFT__NEVER) {
+        weft__futex_wait(addr, val);
+        return;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+    struct timespec ts = {.tv_sec = deadline_ns / 1000000000,
+                          .tv_nsec = deadline_ns % 1000000000};
+    syscall(SYS_futex, addr, FUTEX_WAIT_BITSET_PRIVATE, val, &ts, NULL,
+            FUTEX_BITSET_MATCH_ANY);
+}
+
 void weft__futex_wake(uint32_t *addr, int n)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
@@ -187,7 +200,10 @@ static void task_main(void *arg)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    t->arg = t->fn(t->arg);
+    weft_fn fn = t->fn;
+    t->parent = NULL; /* the same field: see internal.h */
+    t->arg = fn(t->arg);
+    weft__task_returned(t);
     switch_to_sched(t, WEFT__OP_EXIT);
     weft__panic("task_main: finished task %llu was resumed",
                 (unsigned long long)t->id);
@@ -487,10 +503,16 @@ static void after_switch(struct weft__worker *w, weft_task *t)
     w->op = WEFT__OP_NONE;
 }
 
-/* Make t the running task of w, giving it a stack if it never ran. */
-static void prepare_run(struct weft__worker *w, weft_task *t)
+/* Make t the running task of w, giving it a stack if it never ran.
+ * Returns false, having finished t, if t was cancelled before it started:
+ * it never runs. */
+static bool prepare_run(struct weft__worker *w, weft_task *t)
 {
     if (!t->stack) {
+        if (WEFT_UNLIKELY(weft__task_cancelled_before_start(t))) {
+            weft__task_finish(w, t);
+            return false;
+        }
         t->stack =
             weft__stack_acquire(&w->rt->stacks, &w->stacks,
                                 t->stack_units ? weft__task_stack_size(t) : 0);
@@ -506,11 +528,13 @@ static void prepare_run(struct weft__worker *w, weft_task *t)
     set_where(t, (int)w->index, WEFT_TASK_RUNNING);
     weft__count(&w->counters.runs, 1);
     weft__count(&w->counters.switches, 1);
+    return true;
 }
 
 static void run_task(struct weft__worker *w, weft_task *t)
 {
-    prepare_run(w, t);
+    if (!prepare_run(w, t))
+        return;
     switch_into(&w->sched_sp, t);
     /* Not necessarily t: tasks may have switched among themselves
      * (weft_yield), or t may have run a child inline that then suspended
@@ -650,12 +674,25 @@ static bool stack_room(const weft_task *self, const weft_task *child)
 
 static void run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
 {
+    /* An interrupted joiner cancels what it joins (weft_join), and a
+     * cancelled task never starts. */
+    if (WEFT_UNLIKELY(weft__task_pending(self)))
+        (void)weft_cancel(c);
+    if (WEFT_UNLIKELY(weft__task_cancelled_before_start(c))) {
+        weft__task_finish(w, c);
+        return;
+    }
     c->stack = self->stack; /* borrowed: marks c as started */
+    weft_fn fn = c->fn;
+    /* The same field: c's suspension points look at self's interrupts,
+     * and c's waits are reachable from self's (cancel.c). */
+    c->parent = self;
     set_where(self, (int)w->index, WEFT_TASK_WAITING);
     set_where(c, (int)w->index, WEFT_TASK_RUNNING);
     w->current = c;
     weft__count(&w->counters.runs, 1);
-    c->arg = c->fn(c->arg);
+    c->arg = fn(c->arg);
+    weft__task_returned(c);
     w = weft__tls_worker; /* c may have suspended and moved */
     w->current = self;
     set_where(self, (int)w->index, WEFT_TASK_RUNNING);
@@ -663,7 +700,7 @@ static void run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
     weft__task_finish(w, c);
 }
 
-void weft__join_run_inline(weft_task *target)
+void weft__join_run_inline(weft_task *target, void *claim)
 {
     struct weft__worker *w = weft__tls_worker;
     weft_task *self = w->current;
@@ -680,10 +717,14 @@ void weft__join_run_inline(weft_task *target)
         }
         held[n++] = c;
     }
-    /* Never started (a queued resume of a started task has a stack), and
-     * the joiner's stack has room: run it. Otherwise it goes back too. */
+    /* Never started (a queued resume of a started task has a stack), the
+     * joiner's stack has room, and no other party waits for it (the CAS
+     * makes this joiner its only one: task.c): run it. Otherwise it goes
+     * back too. */
     bool put_back = n > 0;
-    if (found && (found->stack || !stack_room(self, found))) {
+    if (found &&
+        (found->stack || !stack_room(self, found) ||
+         !weft__cas_seq_ptr(&found->joiner, claim, WEFT__JOIN_INLINE))) {
         weft__deque_push(&w->deque, found);
         found = NULL;
         put_back = true;
@@ -711,17 +752,18 @@ int weft_yield(void)
      * queue. Otherwise switch to it directly: t goes on this worker's yield
      * list first, which only this thread reads, so nobody can resume t
      * before its context is saved. */
-    weft_task *next = find_local(w);
+    weft_task *next;
+    while ((next = find_local(w)) && !prepare_run(w, next))
+        ; /* next was cancelled before it started: it is finished */
     if (!next)
-        return 0;
+        return weft__check_interrupt();
     set_where(t, (int)w->index, WEFT_TASK_READY);
     yield_push(w, t);
-    prepare_run(w, next);
     /* Straight to next, not through the scheduler: nothing needs doing
      * after t's context is saved, because t is already on the yield list,
      * which no other thread reads. */
     switch_into(&t->sp, next);
-    return 0;
+    return weft__check_interrupt();
 }
 
 /* --------------------------------------------------------------------------

@@ -129,6 +129,17 @@ int tu_current_worker(void)
     }
 }
 
+void tu_wait_idle(weft_runtime *rt)
+{
+    weft_stats s;
+    for (;;) {
+        ck_assert_int_eq(weft_stats_get(rt, &s), 0);
+        if (s.tasks_alive == 0)
+            return;
+        usleep(1000);
+    }
+}
+
 void tu_yield(void)
 {
     TU_ASSERT_INT_EQ(weft_yield(), 0);

@@ -72,6 +72,9 @@ void *tu_run_in(unsigned workers, weft_fn fn, void *arg);
  * Call it from a task; meant for runtimes with few live tasks. */
 int tu_current_worker(void);
 
+/* From a plain thread: wait until rt has no live task. */
+void tu_wait_idle(weft_runtime *rt);
+
 /* weft_yield(), failing the test unless it returns 0. */
 void tu_yield(void);
 

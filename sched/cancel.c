@@ -1,0 +1,280 @@
+/* Cancellation, and the interruptible waits every suspension point uses.
+ *
+ * A task's pending interrupt is its cancellation count (t->cancel, any
+ * thread adds to it) or an expired timeout scope (timeout.c). The task
+ * reads both itself at each suspension point; what needs care is a task
+ * that is already parked when the interrupt arrives. Such a task has
+ * published its wait in t->wait under t->lock; an interrupter first makes
+ * the interrupt visible (the count, or the scope's flag), then takes
+ * t->lock and interrupts t->wait. The task publishes t->wait and then reads
+ * its interrupt state, both under t->lock. Either the interrupter's
+ * critical section comes first (the task then sees the count) or the
+ * task's does (the interrupter then sees the wait): no interrupt is lost.
+ *
+ * Interrupting a wait means completing it with the code (the waiter wakes
+ * up and returns it), or calling its hook: a join forwards the
+ * cancellation to the task it joins and keeps waiting. Hooks run under
+ * t->lock and may cancel other tasks, so locks nest from a waiting task to
+ * the tasks it waits for; a join graph has no cycles (a cycle would be a
+ * deadlock of its own), so neither do these locks. A hook never takes a
+ * registry shard lock, which weft__runtime_cancel_all holds around
+ * weft_cancel.
+ *
+ * Tasks run inline on their joiner's stack (worker.c) take part too: the
+ * joiner's t->wait then holds the inline child, tagged with the low bit,
+ * while the child is parked, so cancelling the joiner cancels the child;
+ * and a child that finds one of its inline parents interrupted at a
+ * suspension point takes that as one cancellation of its own
+ * (WEFT__CANCEL_FORWARDED, at most once), as weft_join's forwarding would
+ * have done had the child run on its own stack.
+ */
+#include <errno.h>
+
+#include "sched/internal.h"
+
+#define INLINE_TAG ((uintptr_t)1)
+
+/* --------------------------------------------------------------------------
+ * The interrupt state of the calling task
+ */
+
+static bool ancestors_interrupted(const weft_task *t)
+{
+    for (const weft_task *p = t->parent; p; p = p->parent) {
+        /* Relaxed: interrupts are checked again under the task's lock
+         * before it parks (weft__wait_arm); this is the early look. */
+        if ((weft__load_rlx_u32((uint32_t *)&p->cancel) & WEFT__CANCEL_COUNT) ||
+            (p->scope && weft__scopes_expired(p)))
+            return true;
+    }
+    return false;
+}
+
+/* Take an inline parent's interrupt as one cancellation of t, unless one
+ * was forwarded already. */
+static bool forward_once(weft_task *t)
+{
+    for (;;) {
+        uint32_t c = weft__load_rlx_u32(&t->cancel);
+        if (c & WEFT__CANCEL_FORWARDED)
+            return false;
+        /* Seq CAS: cancellers and interrupters change the word too. */
+        if (weft__cas_seq_u32(&t->cancel, c, (c + 1) | WEFT__CANCEL_FORWARDED))
+            return true;
+    }
+}
+
+/* t is the calling task. */
+int weft__task_pending(weft_task *t)
+{
+    uint32_t c = weft__load_rlx_u32(&t->cancel);
+    if (c & WEFT__CANCEL_COUNT)
+        return -ECANCELED;
+    if (WEFT_UNLIKELY(t->scope) && weft__scopes_expired(t))
+        return -ETIMEDOUT;
+    if (WEFT_UNLIKELY(t->parent) && !(c & WEFT__CANCEL_FORWARDED) &&
+        ancestors_interrupted(t) && forward_once(t))
+        return -ECANCELED;
+    return 0;
+}
+
+/* Record that a suspension point reported the cancellation: from now on,
+ * returning ends the task cancelled (unless it uncancels). */
+static int delivered(weft_task *t, int code)
+{
+    if (code == -ECANCELED &&
+        !(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_DELIVERED))
+        weft__or_seq_u32(&t->cancel, WEFT__CANCEL_DELIVERED);
+    return code;
+}
+
+int weft__check_interrupt(void)
+{
+    weft_task *t = weft_current();
+    if (!t)
+        return 0;
+    int code = weft__task_pending(t);
+    return code ? delivered(t, code) : 0;
+}
+
+bool weft__scopes_expired(const weft_task *t)
+{
+    for (const struct weft__scope *s = t->scope; s; s = s->parent)
+        /* Acquire: pairs with the timer thread's release store. */
+        if (weft__load_acq_u32((uint32_t *)&s->expired))
+            return true;
+    return false;
+}
+
+/* --------------------------------------------------------------------------
+ * Interruptible waits (sched/sched.h)
+ */
+
+void weft__wait_init(struct weft__wait *w,
+                     void (*interrupt)(struct weft__wait *, int), void *arg)
+{
+    weft__waiter_prepare(&w->waiter);
+    w->claimed = 0;
+    w->result = 0;
+    w->interrupt = interrupt;
+    w->arg = arg;
+}
+
+/* Make every inline parent of t point at the child on its way to t, so
+ * that cancelling a parent reaches t's wait; or undo that (child NULL). */
+static void publish_to_parents(weft_task *t, bool on)
+{
+    for (weft_task *c = t, *p = t->parent; p; c = p, p = p->parent) {
+        weft__spin_lock(&p->lock);
+        p->wait = on ? (void *)((uintptr_t)c | INLINE_TAG) : NULL;
+        weft__spin_unlock(&p->lock);
+    }
+}
+
+int weft__wait_arm(struct weft__wait *w)
+{
+    weft_task *t = w->waiter.task;
+    if (!t)
+        return 0;
+    if (WEFT_UNLIKELY(t->parent))
+        publish_to_parents(t, true);
+    weft__spin_lock(&t->lock);
+    t->wait = w;
+    int code = weft__task_pending(t);
+    if (code && w->interrupt)
+        w->interrupt(w, code);
+    else if (code)
+        t->wait = NULL;
+    weft__spin_unlock(&t->lock);
+    if (code && !w->interrupt) {
+        if (t->parent)
+            publish_to_parents(t, false);
+        return delivered(t, code);
+    }
+    return code;
+}
+
+void weft__wait_block(struct weft__wait *w)
+{
+    weft__waiter_wait(&w->waiter);
+}
+
+void weft__wait_disarm(struct weft__wait *w)
+{
+    weft_task *t = w->waiter.task;
+    if (!t)
+        return;
+    /* After this no interrupter touches w: they reach it only through
+     * t->wait, under t->lock. */
+    weft__spin_lock(&t->lock);
+    t->wait = NULL;
+    weft__spin_unlock(&t->lock);
+    if (WEFT_UNLIKELY(t->parent))
+        publish_to_parents(t, false);
+}
+
+void weft__wait_abandon(struct weft__wait *w)
+{
+    weft__waiter_abandon(&w->waiter);
+}
+
+bool weft__wait_complete(struct weft__wait *w, int result)
+{
+    /* Seq CAS: exactly one completer; the losers must not touch w. */
+    if (!weft__cas_seq_u32(&w->claimed, 0, 1))
+        return false;
+    w->result = result; /* published by the wake's release */
+    weft__waiter_wake(&w->waiter);
+    return true;
+}
+
+/* --------------------------------------------------------------------------
+ * Interrupting a task
+ */
+
+void weft__task_interrupt(weft_task *t, int code)
+{
+    weft__spin_lock(&t->lock);
+    void *x = t->wait;
+    if ((uintptr_t)x & INLINE_TAG) {
+        /* Forwarded now, so the child must not forward it again. */
+        weft_task *child = (weft_task *)((uintptr_t)x & ~INLINE_TAG);
+        weft__or_seq_u32(&child->cancel, WEFT__CANCEL_FORWARDED);
+        (void)weft_cancel(child);
+    } else if (x) {
+        struct weft__wait *w = x;
+        if (w->interrupt)
+            w->interrupt(w, code);
+        else
+            weft__wait_complete(w, code);
+    }
+    weft__spin_unlock(&t->lock);
+}
+
+int weft_cancel(weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+    /* Acquire: a finished task is reported as such, with its result. */
+    if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
+        return -ESRCH;
+    /* Seq RMW, before taking t->lock: see the top of this file. */
+    weft__faa_seq_u32(&t->cancel, 1);
+    weft__task_interrupt(t, -ECANCELED);
+    return 0;
+}
+
+int weft_uncancel(void)
+{
+    weft_task *t = weft_current();
+    if (!t)
+        return -EPERM;
+    for (;;) {
+        uint32_t c = weft__load_rlx_u32(&t->cancel);
+        if (!(c & WEFT__CANCEL_COUNT))
+            return 0;
+        uint32_t n = c - 1;
+        if (!(n & WEFT__CANCEL_COUNT))
+            n &= ~WEFT__CANCEL_DELIVERED;
+        /* Seq CAS: cancellers add to the same word concurrently. */
+        if (weft__cas_seq_u32(&t->cancel, c, n))
+            return (int)(n & WEFT__CANCEL_COUNT);
+    }
+}
+
+int weft_cancelling(const weft_task *t)
+{
+    if (!t)
+        return 0;
+    return (int)(weft__load_rlx_u32((uint32_t *)&t->cancel) &
+                 WEFT__CANCEL_COUNT);
+}
+
+bool weft_task_cancelled(const weft_task *t)
+{
+    /* ENDED is set before the exchange that publishes DONE. */
+    return weft_task_done(t) &&
+           (weft__load_rlx_u32((uint32_t *)&t->cancel) & WEFT__CANCEL_ENDED);
+}
+
+/* --------------------------------------------------------------------------
+ * The ends of a task's life
+ */
+
+void weft__task_returned(weft_task *t)
+{
+    if (WEFT_UNLIKELY(t->scope))
+        weft__scopes_close_all(t);
+    uint32_t c = weft__load_rlx_u32(&t->cancel);
+    if (WEFT_UNLIKELY((c & WEFT__CANCEL_COUNT) && (c & WEFT__CANCEL_DELIVERED)))
+        weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
+}
+
+bool weft__task_cancelled_before_start(weft_task *t)
+{
+    if (WEFT_LIKELY(!(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_COUNT)))
+        return false;
+    weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
+    t->arg = NULL;
+    return true;
+}

@@ -1,0 +1,193 @@
+/* Task groups (asyncio.TaskGroup).
+ *
+ * A group is the one joiner of its members: each is created with its
+ * joiner field already WEFT__JOIN_CLAIMED (task.c), before it can run, so
+ * no other join, wait or detach can take it, and weft_group_wait joins
+ * them in the order they were spawned. Its interrupt hook cancels every
+ * member not yet reaped, and marks the group as cancelling, so that
+ * members spawned from then on start cancelled (they never run).
+ *
+ * Lock order: the owner's task lock (the hook runs under it), then the
+ * group's lock, then member task locks (weft_cancel). A spawn takes the
+ * registry lock before, not inside, the group's.
+ */
+#include <errno.h>
+#include <pthread.h>
+
+#include "sched/alloc.h"
+#include "sched/internal.h"
+
+#define GROUP_OPEN   0x6e0e0e01u
+#define GROUP_WAITED 0x6e0e0e02u
+
+struct group {
+    weft_task *owner; /* immutable */
+    weft_runtime *rt; /* immutable */
+    pthread_mutex_t *lock;
+    /* Under lock: */
+    weft_task **members; /* members[next..n) not reaped yet */
+    uint32_t n, cap, next;
+    uint32_t state;
+    bool cancelling;
+};
+
+_Static_assert(sizeof(struct group) <= sizeof(weft_group),
+               "weft_group must hold a struct group");
+
+static struct group *group_of(weft_group *g)
+{
+    return (struct group *)g;
+}
+
+int weft_group_init(weft_group *pg)
+{
+    if (!pg)
+        return -EINVAL;
+    weft_task *self = weft_current();
+    if (!self)
+        return -EPERM;
+    struct group *g = group_of(pg);
+    *g = (struct group){.owner = self, .rt = self->rt, .state = GROUP_OPEN};
+    g->lock = weft__malloc(sizeof(*g->lock));
+    if (!g->lock)
+        return -ENOMEM;
+    pthread_mutex_init(g->lock, NULL);
+    return 0;
+}
+
+/* Caller holds g->lock. */
+static int append_locked(struct group *g, weft_task *t)
+{
+    if (g->n == g->cap) {
+        uint32_t cap = g->cap ? 2 * g->cap : 8;
+        weft_task **m = weft__malloc(cap * sizeof(*m));
+        if (!m)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < g->n; i++)
+            m[i] = g->members[i];
+        weft__free(g->members);
+        g->members = m;
+        g->cap = cap;
+    }
+    g->members[g->n++] = t;
+    return 0;
+}
+
+weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
+                            const weft_task_opts *opts)
+{
+    struct group *g = group_of(pg);
+    weft_task *self = weft_current();
+    if (!g || !fn || !g->lock || !self || self->rt != g->rt) {
+        errno = EINVAL;
+        return NULL;
+    }
+    pthread_mutex_lock(g->lock);
+    bool open = g->state == GROUP_OPEN;
+    pthread_mutex_unlock(g->lock);
+    if (!open) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_task *t = weft__task_new(g->rt, fn, arg, opts);
+    if (!t)
+        return NULL;
+    t->joiner = WEFT__JOIN_CLAIMED; /* not yet visible to anyone */
+    pthread_mutex_lock(g->lock);
+    int err = g->state == GROUP_OPEN ? append_locked(g, t) : -EINVAL;
+    if (!err && g->cancelling)
+        weft__faa_seq_u32(&t->cancel, 1); /* it will never run */
+    pthread_mutex_unlock(g->lock);
+    if (err) {
+        /* The group was waited for meanwhile, or no memory. t never
+         * starts: it finishes at once, and is reaped here. */
+        weft__faa_seq_u32(&t->cancel, 1);
+        t->joiner = NULL;
+        weft__task_start(t);
+        int rc = weft_join(t, NULL);
+        (void)rc; /* -ECANCELED: it never ran */
+        errno = -err;
+        return NULL;
+    }
+    weft__task_start(t);
+    return t;
+}
+
+/* Caller holds g->lock. */
+static void cancel_members_locked(struct group *g)
+{
+    g->cancelling = true;
+    for (uint32_t i = g->next; i < g->n; i++)
+        (void)weft_cancel(g->members[i]);
+}
+
+int weft_group_cancel(weft_group *pg)
+{
+    struct group *g = group_of(pg);
+    if (!g || !g->lock)
+        return -EINVAL;
+    pthread_mutex_lock(g->lock);
+    if (g->state == GROUP_OPEN)
+        cancel_members_locked(g);
+    pthread_mutex_unlock(g->lock);
+    return 0;
+}
+
+/* Under the owner's lock: the owner was interrupted while waiting. */
+static void group_forward(struct weft__wait *w, int code)
+{
+    (void)code;
+    struct group *g = w->arg;
+    pthread_mutex_lock(g->lock);
+    cancel_members_locked(g);
+    pthread_mutex_unlock(g->lock);
+}
+
+int weft_group_wait(weft_group *pg)
+{
+    struct group *g = group_of(pg);
+    if (!g || !g->lock || g->state != GROUP_OPEN)
+        return -EINVAL;
+    if (weft_current() != g->owner)
+        return -EPERM;
+    int rc = 0;
+    for (;;) {
+        pthread_mutex_lock(g->lock);
+        if (g->next == g->n) {
+            g->state = GROUP_WAITED; /* no more members from now on */
+            pthread_mutex_unlock(g->lock);
+            break;
+        }
+        weft_task *t = g->members[g->next];
+        pthread_mutex_unlock(g->lock);
+        /* Cannot fail: the group is t's one joiner. */
+        (void)weft__join_done(t, WEFT__JOIN_CLAIMED, group_forward, g);
+        /* Out of the members that weft_group_cancel may cancel before it
+         * is freed. */
+        pthread_mutex_lock(g->lock);
+        g->next++;
+        pthread_mutex_unlock(g->lock);
+        int e = weft__join_reap(t, NULL);
+        if (e && !rc)
+            rc = e;
+    }
+    int code = weft__check_interrupt();
+    return code ? code : rc;
+}
+
+int weft_group_destroy(weft_group *pg)
+{
+    struct group *g = group_of(pg);
+    if (!g || !g->lock)
+        return -EINVAL;
+    pthread_mutex_lock(g->lock);
+    bool busy = g->state == GROUP_OPEN && g->n > 0;
+    pthread_mutex_unlock(g->lock);
+    if (busy)
+        return -EBUSY;
+    pthread_mutex_destroy(g->lock);
+    weft__free(g->lock);
+    weft__free(g->members);
+    *g = (struct group){0};
+    return 0;
+}

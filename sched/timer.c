@@ -1,0 +1,297 @@
+/* Timers: one binary min-heap of deadlines per runtime, and a thread that
+ * sleeps until the earliest one and fires it. weft_sleep and the timeout
+ * scopes put their timer nodes, which live in the waiting task's own
+ * storage, into the heap; a sleeper costs one node and one heap slot.
+ *
+ * Why a thread and not the workers: timers must fire on time while every
+ * worker runs a task that does not yield for a while. The thread fires a
+ * timer by completing a wait (worker.c makes the task ready through the
+ * injection queue and wakes a worker). The reactor of DESIGN.md section 4
+ * will own this heap and bound its epoll_wait by the earliest deadline.
+ *
+ * Invariants: the heap, every node's index, and the thread's sleep_until
+ * are under `lock`. fire() runs with `lock` held, so a weft__timer_del
+ * that returns has seen the node either still in the heap (and removed it:
+ * it will never fire) or already fired (completely). The thread sleeps on
+ * `seq` with an absolute deadline; an add that becomes the new earliest
+ * deadline bumps `seq` under the lock and wakes it.
+ *
+ * Precision: the thread's timer slack is set to 1 ns (the default, 50 us,
+ * would make a 1 ms sleep 5% late on average).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include "sched/alloc.h"
+#include "sched/internal.h"
+
+#define NOT_IN_HEAP UINT32_MAX
+
+int64_t weft__deadline_ns(double deadline)
+{
+    /* Doubles carry 53 bits: nanoseconds stay exact for 104 days of
+     * uptime, and a deadline beyond INT64_MAX ns (292 years) is never. */
+    if (!(deadline < 9.2e9))
+        return WEFT__NEVER;
+    if (deadline <= 0)
+        return 0;
+    return (int64_t)(deadline * 1e9);
+}
+
+double weft_now(void)
+{
+    return (double)weft__now_ns() / 1e9;
+}
+
+/* --------------------------------------------------------------------------
+ * The heap (caller holds the lock)
+ */
+
+static void heap_set(struct weft__timers *h, uint32_t i, struct weft__timer *t)
+{
+    h->heap[i] = t;
+    t->index = i;
+}
+
+static void sift_up(struct weft__timers *h, uint32_t i)
+{
+    struct weft__timer *t = h->heap[i];
+    while (i > 0) {
+        uint32_t up = (i - 1) / 2;
+        if (h->heap[up]->deadline_ns <= t->deadline_ns)
+            break;
+        heap_set(h, i, h->heap[up]);
+        i = up;
+    }
+    heap_set(h, i, t);
+}
+
+static void sift_down(struct weft__timers *h, uint32_t i)
+{
+    struct weft__timer *t = h->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= h->len)
+            break;
+        if (c + 1 < h->len &&
+            h->heap[c + 1]->deadline_ns < h->heap[c]->deadline_ns)
+            c++;
+        if (t->deadline_ns <= h->heap[c]->deadline_ns)
+            break;
+        heap_set(h, i, h->heap[c]);
+        i = c;
+    }
+    heap_set(h, i, t);
+}
+
+static void heap_remove(struct weft__timers *h, struct weft__timer *t)
+{
+    uint32_t i = t->index;
+    t->index = NOT_IN_HEAP;
+    struct weft__timer *last = h->heap[--h->len];
+    if (last == t)
+        return;
+    heap_set(h, i, last);
+    if (i > 0 && h->heap[(i - 1) / 2]->deadline_ns > last->deadline_ns)
+        sift_up(h, i);
+    else
+        sift_down(h, i);
+}
+
+static int heap_grow(struct weft__timers *h)
+{
+    uint32_t cap = h->cap ? 2 * h->cap : 256;
+    struct weft__timer **heap = weft__malloc(cap * sizeof(*heap));
+    if (!heap)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < h->len; i++)
+        heap[i] = h->heap[i];
+    weft__free(h->heap);
+    h->heap = heap;
+    h->cap = cap;
+    return 0;
+}
+
+/* Caller holds the lock. Wake the thread if it sleeps past `deadline`. */
+static bool need_wake(struct weft__timers *h, int64_t deadline)
+{
+    if (deadline >= h->sleep_until)
+        return false;
+    h->sleep_until = deadline; /* one bump per earlier deadline */
+    /* Release: the thread reads the heap under the lock anyway; the bump
+     * only has to change the futex word it waits on. */
+    weft__store_rel_u32(&h->seq, h->seq + 1);
+    return true;
+}
+
+int weft__timer_add(weft_runtime *rt, struct weft__timer *tm)
+{
+    struct weft__timers *h = &rt->timers;
+    pthread_mutex_lock(&h->lock);
+    if (h->len == h->cap && heap_grow(h) < 0) {
+        pthread_mutex_unlock(&h->lock);
+        tm->index = NOT_IN_HEAP;
+        return -ENOMEM;
+    }
+    heap_set(h, h->len++, tm);
+    sift_up(h, tm->index);
+    bool wake = tm->index == 0 && need_wake(h, tm->deadline_ns);
+    pthread_mutex_unlock(&h->lock);
+    if (wake)
+        weft__futex_wake(&h->seq, 1);
+    return 0;
+}
+
+void weft__timer_del(weft_runtime *rt, struct weft__timer *tm)
+{
+    struct weft__timers *h = &rt->timers;
+    pthread_mutex_lock(&h->lock);
+    if (tm->index != NOT_IN_HEAP)
+        heap_remove(h, tm);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* --------------------------------------------------------------------------
+ * The timer thread
+ */
+
+static void *timer_main(void *arg)
+{
+    struct weft__timers *h = arg;
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    pthread_mutex_lock(&h->lock);
+    while (!h->stop) {
+        int64_t now = weft__now_ns();
+        while (h->len > 0 && h->heap[0]->deadline_ns <= now) {
+            struct weft__timer *t = h->heap[0];
+            heap_remove(h, t);
+            t->fire(t);
+        }
+        h->sleep_until = h->len > 0 ? h->heap[0]->deadline_ns : WEFT__NEVER;
+        uint32_t seq = h->seq;
+        int64_t until = h->sleep_until;
+        pthread_mutex_unlock(&h->lock);
+        weft__futex_wait_until(&h->seq, seq, until);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+int weft__timers_start(weft_runtime *rt)
+{
+    struct weft__timers *h = &rt->timers;
+    pthread_mutex_init(&h->lock, NULL);
+    h->heap = NULL;
+    h->len = h->cap = 0;
+    h->sleep_until = WEFT__NEVER;
+    h->stop = false;
+    h->seq = 0;
+    int err = pthread_create(&h->thread, NULL, timer_main, h);
+    if (err) {
+        pthread_mutex_destroy(&h->lock);
+        return -err;
+    }
+    pthread_setname_np(h->thread, "weft-timer");
+    return 0;
+}
+
+void weft__timers_stop(weft_runtime *rt)
+{
+    struct weft__timers *h = &rt->timers;
+    pthread_mutex_lock(&h->lock);
+    if (h->len != 0)
+        weft__panic("weft__timers_stop: %u timers left after every task "
+                    "ended",
+                    h->len);
+    h->stop = true;
+    need_wake(h, -1);
+    pthread_mutex_unlock(&h->lock);
+    weft__futex_wake(&h->seq, 1);
+    pthread_join(h->thread, NULL);
+    weft__free(h->heap);
+    pthread_mutex_destroy(&h->lock);
+}
+
+/* --------------------------------------------------------------------------
+ * Sleeping
+ */
+
+struct sleep_wait {
+    struct weft__timer timer; /* first: fire() gets it */
+    struct weft__wait wait;
+};
+
+static void sleep_fire(struct weft__timer *tm)
+{
+    struct sleep_wait *s = (struct sleep_wait *)tm;
+    weft__wait_complete(&s->wait, 0);
+}
+
+static void thread_sleep_until(int64_t deadline_ns)
+{
+    if (deadline_ns == WEFT__NEVER)
+        deadline_ns = INT64_MAX - 1000000000; /* ~292 years */
+    struct timespec ts = {.tv_sec = deadline_ns / 1000000000,
+                          .tv_nsec = deadline_ns % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static int sleep_until_ns(int64_t deadline_ns)
+{
+    weft_task *t = weft_current();
+    if (!t) {
+        thread_sleep_until(deadline_ns);
+        return 0;
+    }
+    if (deadline_ns <= weft__now_ns())
+        return weft_yield();
+    struct sleep_wait s;
+    weft__wait_init(&s.wait, NULL, NULL);
+    int err = weft__wait_arm(&s.wait);
+    if (err) {
+        weft__wait_abandon(&s.wait);
+        return err;
+    }
+    s.timer.deadline_ns = deadline_ns;
+    s.timer.fire = sleep_fire;
+    if (deadline_ns != WEFT__NEVER &&
+        (err = weft__timer_add(t->rt, &s.timer)) < 0) {
+        weft__wait_disarm(&s.wait);
+        weft__wait_abandon(&s.wait);
+        return err;
+    }
+    weft__wait_block(&s.wait);
+    weft__wait_disarm(&s.wait);
+    if (s.wait.result == 0)
+        return 0; /* the timer fired: it is out of the heap */
+    if (deadline_ns != WEFT__NEVER)
+        weft__timer_del(t->rt, &s.timer);
+    return weft__check_interrupt();
+}
+
+int weft_sleep_until(double deadline)
+{
+    if (isnan(deadline))
+        return -EINVAL;
+    return sleep_until_ns(weft__deadline_ns(deadline));
+}
+
+int weft_sleep(double seconds)
+{
+    if (isnan(seconds) || seconds < 0)
+        return -EINVAL;
+    if (seconds == 0)
+        return weft_current() ? weft_yield() : 0;
+    if (isinf(seconds))
+        return sleep_until_ns(WEFT__NEVER);
+    int64_t now = weft__now_ns();
+    double ns = seconds * 1e9;
+    if (ns >= (double)(WEFT__NEVER - now))
+        return sleep_until_ns(WEFT__NEVER);
+    return sleep_until_ns(now + (int64_t)ns);
+}
