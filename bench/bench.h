@@ -29,7 +29,8 @@ struct bench_cell {
     unsigned workers; /* weft workers, pool threads/processes, GOMAXPROCS */
     uint64_t n;       /* problem size; its meaning is the workload's */
     unsigned cutoff;  /* fib: at or below this n compute serially; 0 none */
-    unsigned parties; /* yield: tasks taking turns (1 or 2); else 0 */
+    unsigned parties; /* yield: tasks taking turns (1 or 2); timer: busy
+                         tasks beside the sleeper; else 0 */
 };
 
 #define BENCH_EXTRA_MAX 512
@@ -49,6 +50,9 @@ struct bench_workload {
     const char *name;
     /* What one op is, for the table titles. */
     const char *op;
+    /* Keys of the RESULT line beyond the fixed ones that the tables show
+     * as columns, separated by spaces ("wall_ms spawn_ms"); NULL: none. */
+    const char *columns;
     /* Run one cell of a C mode in this process. Returns 0 with res filled
      * in (res->ok false for a wrong answer), -ENOTSUP for a mode this
      * workload has no C implementation of, or another -errno. */
@@ -64,6 +68,8 @@ extern const struct bench_workload bench_switch;
 extern const struct bench_workload bench_spawn;
 extern const struct bench_workload bench_fib;
 extern const struct bench_workload bench_idle;
+extern const struct bench_workload bench_sleepers;
+extern const struct bench_workload bench_timer;
 
 /* The workloads in run order, NULL-terminated. */
 extern const struct bench_workload *const bench_workloads[];

@@ -264,11 +264,14 @@ static void run_row(struct bench_plan *plan, struct bench_row *r,
                     const struct bench_options *opt, const char *self,
                     size_t index)
 {
+    char parties[32] = "";
+    if (r->cell.parties >= 2)
+        snprintf(parties, sizeof parties, " parties=%u", r->cell.parties);
     fflush(stdout); /* the tables before the progress, when both are one */
     fprintf(stderr, "[%zu/%zu] %s %s workers=%u n=%llu%s ...", index + 1,
             plan->nrows, r->cell.workload, r->cell.mode, r->cell.workers,
             (unsigned long long)r->cell.n,
-            r->cell.cutoff ? " cutoff" : (r->cell.parties == 2 ? " x2" : ""));
+            r->cell.cutoff ? " cutoff" : parties);
     fflush(stderr);
     r->ok = true;
     snprintf(r->status, sizeof r->status, "ok");

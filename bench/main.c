@@ -25,7 +25,8 @@
 #endif
 
 const struct bench_workload *const bench_workloads[] = {
-    &bench_yield, &bench_switch, &bench_spawn, &bench_fib, &bench_idle, NULL,
+    &bench_yield, &bench_switch,   &bench_spawn, &bench_fib,
+    &bench_idle,  &bench_sleepers, &bench_timer, NULL,
 };
 
 const struct bench_workload *bench_workload_find(const char *name)
@@ -44,7 +45,7 @@ static void usage(FILE *f)
                "       weft-bench WORKLOAD [--mode M] [--workers P] [--n N] "
                "[--cutoff C]\n"
                "                  [--parties K] [--full]\n"
-               "workloads: yield switch spawn fib idle\n"
+               "workloads: yield switch spawn fib idle sleepers timer\n"
                "modes: weft thread threadpool process processpool go asyncio "
                "uvloop\n"
                "       (switch: weft boost ucontext)\n");

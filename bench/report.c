@@ -31,6 +31,40 @@ static void format_n(uint64_t n, char *s, size_t len)
         snprintf(s, len, "%llu", (unsigned long long)n);
 }
 
+/* The next key of a workload's columns list at *p, copied to key;
+ * false at the end of the list. */
+static bool next_column(const char **p, char *key, size_t len)
+{
+    while (**p == ' ')
+        ++*p;
+    size_t k = strcspn(*p, " ");
+    if (k == 0)
+        return false;
+    snprintf(key, len, "%.*s", (int)k, *p);
+    *p += k;
+    return true;
+}
+
+static int column_width(const char *key)
+{
+    int len = (int)strlen(key);
+    return len < 8 ? 8 : len;
+}
+
+/* The workload's extra columns: their names (r NULL) or r's values. */
+static void print_columns(const struct bench_workload *wl,
+                          const struct bench_row *r, FILE *f)
+{
+    char key[64], val[64];
+    for (const char *p = wl->columns; p && next_column(&p, key, sizeof key);) {
+        if (!r)
+            snprintf(val, sizeof val, "%s", key);
+        else if (!r->ok || !bench_line_get(r->line, key, val, sizeof val))
+            snprintf(val, sizeof val, "-");
+        fprintf(f, " %*s", column_width(key), val);
+    }
+}
+
 static void print_row(const struct bench_row *r, bool speedups, FILE *f)
 {
     char n[32], ratio[32], speedup[32];
@@ -52,6 +86,7 @@ static void print_row(const struct bench_row *r, bool speedups, FILE *f)
             others, ratio);
     if (speedups)
         fprintf(f, " %7s", speedup);
+    print_columns(r->wl, r, f);
     fprintf(f, "  %-6s %s\n", r->ok ? "ok" : r->status, r->note);
 }
 
@@ -70,6 +105,7 @@ static void print_group(const struct bench_plan *plan,
             "ns/op", "rss MiB", "others%", "ratio");
     if (speedups)
         fprintf(f, " %7s", "speedup");
+    print_columns(wl, NULL, f);
     fprintf(f, "  %-6s %s\n", "check", "note");
     for (size_t i = 0; i < plan->nrows; i++) {
         const struct bench_row *r = &plan->rows[i];

@@ -1,4 +1,4 @@
-/* The targets of issue 3, computed from the rows of this same run:
+/* The targets of issues 3 and 4, computed from the rows of this same run:
  *
  *   yield, 1 worker            <= 0.4x Go's Gosched with GOMAXPROCS=1
  *                              (one task; two alternating tasks as well)
@@ -8,6 +8,9 @@
  *                              at 2 workers, RSS <= 64 MiB
  *   fib(40), cutoff 20         speedup >= 1.95 at 2 workers
  *   idle runtime               < 1 % of a core
+ *   100k sleepers of 1 s       wall time <= 1.0x Go's at the same worker
+ *                              count, <= 4.5 KiB per sleeper
+ *   1 ms sleep, idle runtime   wakes <= 0.2 ms late at p99
  *
  * A target whose rows are missing (a skipped reference, one CPU) prints
  * n/a and why; it is not a failure of the run.
@@ -23,6 +26,7 @@
 #define FIB_N      30
 #define FIB_CUT_N  40
 #define FIB_CUTOFF 20
+#define SLEEPERS_N 100000
 #define ANY        (-1)
 
 /* The passing row of workload and mode with these workers and parties,
@@ -214,12 +218,123 @@ static void target_idle(const struct bench_plan *plan, FILE *f)
     verdict(f, "idle runtime, % of a core", worst_pct, how, "<", 1.0);
 }
 
+/* A figure of row r's RESULT line, or -1. */
+static double figure(const struct bench_row *r, const char *key)
+{
+    char val[32];
+    if (!bench_line_get(r->line, key, val, sizeof val))
+        return -1;
+    return strtod(val, NULL);
+}
+
+/* Wall time against Go's at each worker count that has both rows. */
+static void target_sleepers_wall(const struct bench_plan *plan, FILE *f)
+{
+    unsigned compared = 0;
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *w = &plan->rows[i];
+        if (strcmp(w->cell.workload, "sleepers") != 0 ||
+            strcmp(w->cell.mode, "weft") != 0 || !w->ok ||
+            w->cell.n != SLEEPERS_N)
+            continue;
+        const struct bench_row *g =
+            find(plan, "sleepers", "go", w->cell.workers, 0, SLEEPERS_N, ANY);
+        if (!g)
+            continue;
+        char label[64], how[200];
+        snprintf(label, sizeof label, "sleepers wall, %uw vs Go",
+                 w->cell.workers);
+        snprintf(how, sizeof how,
+                 "weft %.0f ms / Go goroutines+time.Sleep GOMAXPROCS=%u "
+                 "%.0f ms, %llu sleepers of 1 s",
+                 figure(w, "wall_ms"), g->cell.workers, figure(g, "wall_ms"),
+                 (unsigned long long)w->cell.n);
+        verdict(f, label, figure(w, "wall_ms") / figure(g, "wall_ms"), how,
+                "<=", 1.0);
+        compared++;
+    }
+    if (!compared)
+        missing(f, "sleepers wall vs Go",
+                "needs weft and Go sleepers rows with n=100k");
+}
+
+/* Bytes per sleeper: the worst weft row. */
+static void target_sleepers_bytes(const struct bench_plan *plan, FILE *f)
+{
+    const struct bench_row *worst = NULL;
+    double worst_bytes = -1;
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        if (strcmp(r->cell.workload, "sleepers") != 0 ||
+            strcmp(r->cell.mode, "weft") != 0 || !r->ok ||
+            r->cell.n != SLEEPERS_N)
+            continue;
+        double bytes = figure(r, "bytes_per_sleeper");
+        if (bytes > worst_bytes) {
+            worst_bytes = bytes;
+            worst = r;
+        }
+    }
+    if (!worst) {
+        missing(f, "sleepers, KiB per sleeper",
+                "no weft sleepers row with n=100k");
+        return;
+    }
+    char how[200], go[48] = "no Go row";
+    const struct bench_row *g =
+        find(plan, "sleepers", "go", worst->cell.workers, 0, SLEEPERS_N, ANY);
+    if (g)
+        snprintf(go, sizeof go, "Go: %.0f bytes",
+                 figure(g, "bytes_per_sleeper"));
+    snprintf(how, sizeof how,
+             "peak RSS growth / n of the weft %u-worker cell (worst weft "
+             "row), %.0f bytes; %s",
+             worst->cell.workers, worst_bytes, go);
+    verdict(f, "sleepers, KiB per sleeper", worst_bytes / 1024.0, how,
+            "<=", 4.5);
+}
+
+/* p99 lateness of a 1 ms sleep on an idle runtime: the worst weft row. */
+static void target_timer(const struct bench_plan *plan, FILE *f)
+{
+    const struct bench_row *worst = NULL;
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        if (strcmp(r->cell.workload, "timer") == 0 &&
+            strcmp(r->cell.mode, "weft") == 0 && r->cell.parties == 0 &&
+            r->ok && (!worst || r->ns_per_op > worst->ns_per_op))
+            worst = r;
+    }
+    if (!worst) {
+        missing(f, "1 ms sleep, p99 late, ms", "no weft idle timer row");
+        return;
+    }
+    char how[200], go[48] = "no Go row";
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *g = &plan->rows[i];
+        if (strcmp(g->cell.workload, "timer") == 0 &&
+            strcmp(g->cell.mode, "go") == 0 && g->cell.parties == 0 && g->ok)
+            snprintf(go, sizeof go, "Go time.Sleep p99 %.0f us",
+                     g->ns_per_op / 1e3);
+    }
+    snprintf(how, sizeof how,
+             "weft_sleep(0.001) on an idle %u-worker runtime (worst weft "
+             "row), p50 %.0f us, %llu sleeps; %s",
+             worst->cell.workers, figure(worst, "p50_us"),
+             (unsigned long long)worst->cell.n, go);
+    verdict(f, "1 ms sleep, p99 late, ms", worst->ns_per_op / 1e6, how,
+            "<=", 0.2);
+}
+
 void bench_targets_print(const struct bench_plan *plan, FILE *f)
 {
-    fprintf(f, "== targets (issue 3), from the rows of this run ==\n");
+    fprintf(f, "== targets (issues 3 and 4), from the rows of this run ==\n");
     target_yield(plan, f);
     target_switch(plan, f);
     target_spawn(plan, f);
     target_fib(plan, f);
     target_idle(plan, f);
+    target_sleepers_wall(plan, f);
+    target_sleepers_bytes(plan, f);
+    target_timer(plan, f);
 }

@@ -259,8 +259,9 @@ WEFT_API size_t weft_runtime_tasks(weft_runtime *rt, weft_task_info *out,
 /** Monotonic seconds (asyncio's loop.time()). Any thread. */
 WEFT_API double weft_now(void);
 
-/** Sleep for `seconds` (asyncio.sleep). Suspends; 0 is weft_yield().
- * From a plain thread it blocks the thread (and cannot be cancelled).
+/** Sleep for `seconds` (asyncio.sleep). Suspends; 0 is weft_yield() in a
+ * task. From a plain thread it blocks the thread (and cannot be cancelled;
+ * 0 returns at once).
  * Returns 0, or:
  *   -EINVAL     seconds is negative or NaN
  *   -ECANCELED  the calling task is cancelled (before or while sleeping)
@@ -385,9 +386,11 @@ WEFT_API WEFT_NODISCARD int weft_shield(weft_task *t, void **result);
 /** Join t with a time limit (asyncio.wait_for, Python 3.12): after
  * `seconds`, cancel t, wait for it to end and return -ETIMEDOUT; if t
  * finished normally after all (it ignored the cancellation, or ended right
- * at the deadline) its result is returned with 0. The handle is always
- * freed. As weft_join otherwise, including -ECANCELED when the caller is
- * cancelled (t is cancelled too). -EINVAL for a negative or NaN time. */
+ * at the deadline) its result is returned with 0. It is a weft_join inside
+ * a timeout scope, and returns what weft_join does, including -ECANCELED
+ * when the caller is cancelled (t is cancelled too); the handle is freed
+ * except on -EINVAL (also for a negative or NaN time). Callable from a
+ * task only: -EPERM from a plain thread. */
 WEFT_API WEFT_NODISCARD int weft_wait_for(weft_task *t, double seconds,
                                           void **result);
 
@@ -400,7 +403,8 @@ WEFT_API WEFT_NODISCARD int weft_wait_for(weft_task *t, double seconds,
  * 0 if every task finished normally; else the caller's -ECANCELED or
  * -ETIMEDOUT if it was interrupted; else the first non-zero errs[i].
  * -EINVAL (nothing is joined) for tasks NULL with n > 0, a NULL entry,
- * the same task twice, or the calling task. */
+ * the same task twice, the calling task, or a task that another call
+ * already joins, waits for or detached. */
 WEFT_API WEFT_NODISCARD int weft_gather(weft_task **tasks, size_t n,
                                         void **results, int *errs);
 

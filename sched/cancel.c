@@ -261,18 +261,18 @@ bool weft_task_cancelled(const weft_task *t)
  * The ends of a task's life
  */
 
-void weft__task_returned(weft_task *t)
+void weft__task_returned_slow(weft_task *t)
 {
-    if (WEFT_UNLIKELY(t->scope))
+    if (t->scope)
         weft__scopes_close_all(t);
     uint32_t c = weft__load_rlx_u32(&t->cancel);
     if (WEFT_UNLIKELY((c & WEFT__CANCEL_COUNT) && (c & WEFT__CANCEL_DELIVERED)))
         weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
 }
 
-bool weft__task_cancelled_before_start(weft_task *t)
+bool weft__task_cancelled_before_start_slow(weft_task *t)
 {
-    if (WEFT_LIKELY(!(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_COUNT)))
+    if (!(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_COUNT))
         return false;
     weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
     t->arg = NULL;

@@ -91,10 +91,9 @@ enum {
 /* Sentinels of weft_task.joiner (real waiters are aligned pointers). */
 #define WEFT__JOIN_DONE     ((void *)1)
 #define WEFT__JOIN_DETACHED ((void *)2)
-#define WEFT__JOIN_INLINE   ((void *)3) /* its joiner runs it inline */
 /* A gather or a group owns the handle and will join it; nobody else may. */
-#define WEFT__JOIN_CLAIMED   ((void *)4)
-#define WEFT__JOIN_SENTINELS 4u /* values up to this are not listeners */
+#define WEFT__JOIN_CLAIMED   ((void *)3)
+#define WEFT__JOIN_SENTINELS 3u /* values up to this are not listeners */
 
 /* Bits of weft_task.cancel, besides the request count in the low bits. */
 #define WEFT__CANCEL_COUNT     0x00ffffffu
@@ -121,7 +120,7 @@ struct weft_task {
      * joiner == WEFT__JOIN_DONE (acquire). */
     void *arg;
     /* Any thread, atomic: NULL, a struct weft__done * (a joiner or waiter
-     * listens), WEFT__JOIN_INLINE, WEFT__JOIN_DETACHED or WEFT__JOIN_DONE.
+     * listens), WEFT__JOIN_CLAIMED, WEFT__JOIN_DETACHED or WEFT__JOIN_DONE.
      * The single point where completion meets join or detach: task.c. */
     void *joiner;
     /* Intrusive link for the injection queue and a worker's yield list;
@@ -273,15 +272,38 @@ struct weft__scope {
     uint32_t expired; /* atomic: set by the timer thread or the task */
 };
 
+/* weft__check_interrupt for the calling task t, with the common case (no
+ * request, no scope, not inline) inline. */
+static inline int weft__task_interrupt_of(weft_task *t)
+{
+    /* Relaxed: a request racing this check is seen by the next one. */
+    if (__builtin_expect(
+            !weft__load_rlx_u32(&t->cancel) && !t->scope && !t->parent, 1))
+        return 0;
+    return weft__check_interrupt();
+}
+
 /* Interrupt t's current wait with -ECANCELED or -ETIMEDOUT (its hook, or
  * completing it). Any thread, with nothing of t's held. */
 void weft__task_interrupt(weft_task *t, int code);
 /* t (the calling task) has returned from its body: close scopes it left
  * open, and record whether it ended cancelled. */
-void weft__task_returned(weft_task *t);
+void weft__task_returned_slow(weft_task *t);
+static inline void weft__task_returned(weft_task *t)
+{
+    /* Relaxed: t's own scopes, and a request that races the return may
+     * count or not. */
+    if (__builtin_expect(t->scope || weft__load_rlx_u32(&t->cancel), 0))
+        weft__task_returned_slow(t);
+}
 /* Whether t, which has not started, must never run; if so it is marked as
  * ended cancelled. */
-bool weft__task_cancelled_before_start(weft_task *t);
+bool weft__task_cancelled_before_start_slow(weft_task *t);
+static inline bool weft__task_cancelled_before_start(weft_task *t)
+{
+    return __builtin_expect(weft__load_rlx_u32(&t->cancel) != 0, 0) &&
+           weft__task_cancelled_before_start_slow(t);
+}
 /* Whether a scope of t or of a task t runs inline for has expired. The
  * task t only. */
 bool weft__scopes_expired(const weft_task *t);
@@ -382,12 +404,27 @@ void weft__worker_free(struct weft__worker *w);
 /* Make a task runnable: on the calling worker if it belongs to the same
  * runtime, else through the injection queue. */
 void weft__task_enqueue(weft_task *t);
+/* Wake-ups collected by a thread outside the workers (the timer thread
+ * sets weft__tls_batch while it fires timers): weft__task_enqueue appends
+ * tasks of rt to it, and weft__batch_flush pushes them to the injection
+ * queue at once. The tasks cannot run before the flush, so they stay
+ * alive. */
+struct weft__batch {
+    weft_runtime *rt;
+    weft_task *head, *tail;
+    uint64_t n;
+};
+extern __thread struct weft__batch *weft__tls_batch;
+void weft__batch_flush(struct weft__batch *b);
+
 /* Make a new task runnable. */
 void weft__task_submit(weft_task *t);
-/* Called by a task joining target: if target has not started and sits
- * near the bottom of this worker's deque, run it here, on the calling
- * task's stack (worker.c). */
-void weft__join_run_inline(weft_task *target, void *claim);
+/* Called by a task joining target: if target has not started, sits near
+ * the bottom of this worker's deque and its joiner field holds `claim`,
+ * run it here, on the calling task's stack (worker.c). Returns 0 if it did
+ * not; 1 if it ran it and is its joiner; -1 if it ran it but another party
+ * began to wait for it meanwhile (weft__task_finish_inline). */
+int weft__join_run_inline(weft_task *target, void *claim);
 /* Wake one parked worker if no worker is looking for work. */
 void weft__notify(weft_runtime *rt);
 
@@ -408,6 +445,12 @@ static inline size_t weft__task_stack_size(const weft_task *t)
 
 /* Task lifecycle (task.c), called by the worker's scheduler context. */
 void weft__task_finish(struct weft__worker *w, weft_task *t);
+/* The same for a task its joiner ran inline, its joiner field expected to
+ * hold `claim`. Returns true if it did: the joiner owns the finished t.
+ * Otherwise another party began to wait for t (or detached it) while it
+ * ran; that party now owns it, and the joiner must not touch it. */
+bool weft__task_finish_inline(struct weft__worker *w, weft_task *t,
+                              void *claim);
 void weft__task_free(weft_task *t);
 uint64_t weft__runtime_alive(weft_runtime *rt);
 

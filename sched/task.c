@@ -9,8 +9,11 @@
  *   - a joiner CASes NULL -> its listener and parks; if the CAS finds
  *     DONE, the result is already there; if it finds anything else,
  *     another party waits for t and the join fails with -EINVAL;
- *   - a joiner that runs t inline (worker.c) CASes NULL -> JOIN_INLINE
- *     first, so that a second joiner fails instead of freeing t twice;
+ *   - a joiner that runs t inline (worker.c) registers nothing; when t
+ *     finishes it checks that the field still holds what it did (NULL,
+ *     or CLAIMED for a gather or group): if another party began to wait
+ *     (or detached t) meanwhile, that party owns t and the inline joiner
+ *     returns -EINVAL without touching t again;
  *   - detach CASes NULL -> DETACHED; if it finds DONE, it frees the task.
  * So exactly one party frees each task, and the result is read only after
  * DONE is observed with acquire ordering (the exchange, or the waker's
@@ -256,18 +259,10 @@ void weft__task_free(weft_task *t)
         weft__registry_free(rt);
 }
 
-/* The task has returned: on the scheduler context of worker w after its
- * last switch, or on its joiner's stack when it ran inline. */
-void weft__task_finish(struct weft__worker *w, weft_task *t)
+/* Publish t's end and hand it to whoever waits for it. Returns what the
+ * joiner field held. */
+static void *complete(weft_task *t)
 {
-    weft_runtime *rt = t->rt;
-    if (t->stack) /* NULL when it ran inline on its joiner's stack */
-        weft__stack_release(&rt->stacks, &w->stacks, t->stack);
-    t->stack = NULL;
-
-    /* Release: see weft__runtime_alive. */
-    weft__count_rel(&w->counters.completed, 1);
-
     /* Seq exchange: releases the result (t->arg, and the ENDED bit) to
      * whoever observes DONE, and acquires the listener or the detach
      * mark. */
@@ -278,6 +273,28 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
         struct weft__done *d = j;
         d->fn(d);
     }
+    return j;
+}
+
+/* The task has returned: on the scheduler context of worker w after its
+ * last switch. */
+void weft__task_finish(struct weft__worker *w, weft_task *t)
+{
+    weft_runtime *rt = t->rt;
+    if (t->stack) /* NULL when it ran inline on its joiner's stack */
+        weft__stack_release(&rt->stacks, &w->stacks, t->stack);
+    t->stack = NULL;
+
+    /* Release: see weft__runtime_alive. */
+    weft__count_rel(&w->counters.completed, 1);
+
+    complete(t);
+}
+
+bool weft__task_finish_inline(struct weft__worker *w, weft_task *t, void *claim)
+{
+    weft__count_rel(&w->counters.completed, 1);
+    return complete(t) == claim;
 }
 
 /* A joiner's listener and wait, on its stack. */
@@ -343,8 +360,11 @@ int weft__join_done(weft_task *t, void *claim,
      * say NEW a moment too long, which costs only the search. */
     struct weft__worker *w = weft__tls_worker;
     if (w && w->current && w->rt == t->rt &&
-        (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW)
-        weft__join_run_inline(t, claim);
+        (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW) {
+        int ran = weft__join_run_inline(t, claim);
+        if (ran)
+            return ran > 0 ? 0 : -EINVAL;
+    }
     return weft__join_wait(t, claim, hook, arg);
 }
 
@@ -358,7 +378,8 @@ int weft__join_task(weft_task *t, void *claim,
 
 int weft_join(weft_task *t, void **result)
 {
-    if (!t || t == weft_current())
+    struct weft__worker *w = weft__tls_worker;
+    if (!t || (w && w->current == t))
         return -EINVAL;
     return weft__join_task(t, NULL, weft__join_forward, t, result);
 }

@@ -160,8 +160,12 @@ void weft__timer_del(weft_runtime *rt, struct weft__timer *tm)
 
 static void *timer_main(void *arg)
 {
-    struct weft__timers *h = arg;
+    weft_runtime *rt = arg;
+    struct weft__timers *h = &rt->timers;
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    /* The tasks the timers wake go to the injection queue together. */
+    struct weft__batch batch = {.rt = rt};
+    weft__tls_batch = &batch;
     pthread_mutex_lock(&h->lock);
     while (!h->stop) {
         int64_t now = weft__now_ns();
@@ -174,10 +178,12 @@ static void *timer_main(void *arg)
         uint32_t seq = h->seq;
         int64_t until = h->sleep_until;
         pthread_mutex_unlock(&h->lock);
+        weft__batch_flush(&batch);
         weft__futex_wait_until(&h->seq, seq, until);
         pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
+    weft__tls_batch = NULL;
     return NULL;
 }
 
@@ -190,7 +196,7 @@ int weft__timers_start(weft_runtime *rt)
     h->sleep_until = WEFT__NEVER;
     h->stop = false;
     h->seq = 0;
-    int err = pthread_create(&h->thread, NULL, timer_main, h);
+    int err = pthread_create(&h->thread, NULL, timer_main, rt);
     if (err) {
         pthread_mutex_destroy(&h->lock);
         return -err;
