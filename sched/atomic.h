@@ -59,6 +59,13 @@ static inline bool weft__cas_seq_u32(uint32_t *p, uint32_t old, uint32_t new_)
 #define weft__faa_seq_u32(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define weft__or_seq_u32(p, v)                                                 \
     ((void)__atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST))
+static inline bool weft__cas_seq_ptr_val(void *p, void *old, void *new_,
+                                         void *seen)
+{
+    *(void **)seen = old;
+    return __atomic_compare_exchange_n((void **)p, (void **)seen, new_, false,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 /* TSan does not model standalone fences (GCC refuses them under
  * -fsanitize=thread). Every fence becomes a sequentially consistent RMW on
  * one shared word instead: those RMWs are totally ordered and synchronize
@@ -124,6 +131,9 @@ extern uint64_t weft__tsan_fence_word;
 #define weft__faa_seq_u64(p, v)    ck_pr_faa_64((p), (v))
 #define weft__faa_seq_u32(p, v)    ck_pr_faa_32((p), (v))
 #define weft__or_seq_u32(p, v)     ck_pr_or_32((p), (v))
+/* CAS that stores the value it found in *seen (when it fails). */
+#define weft__cas_seq_ptr_val(p, o, n, seen)                                   \
+    ck_pr_cas_ptr_value((p), (o), (n), (seen))
 /* A locked no-op on the stack is a full barrier for ordinary memory and
  * costs less than mfence (Linux's smp_mb() on x86-64 does the same);
  * elsewhere, CK's full fence. */

@@ -87,9 +87,12 @@ static void gather_forward(struct weft__wait *w, int code)
 static int claim_all(weft_task **tasks, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        /* Seq CAS: as a joiner's registration (task.c). */
-        if (weft__cas_seq_ptr(&tasks[i]->joiner, NULL, WEFT__JOIN_CLAIMED) ||
-            weft__load_acq_ptr(&tasks[i]->joiner) == WEFT__JOIN_DONE)
+        /* Seq CAS: as a joiner's registration (task.c); only the value
+         * it saw tells DONE from another waiter. */
+        void *seen;
+        if (weft__cas_seq_ptr_val(&tasks[i]->joiner, NULL, WEFT__JOIN_CLAIMED,
+                                  &seen) ||
+            seen == WEFT__JOIN_DONE)
             continue;
         while (i-- > 0)
             weft__cas_seq_ptr(&tasks[i]->joiner, WEFT__JOIN_CLAIMED, NULL);
@@ -204,18 +207,21 @@ static struct multi *multi_new(weft_task **tasks, size_t n, int *err)
     m->n = (uint32_t)n;
     m->tasks = (weft_task **)&m->l[n];
     m->order = (uint32_t *)&m->tasks[n];
+    for (uint32_t i = 0; i < n; i++)
+        m->l[i].registered = false; /* read by the clean-up below */
     for (uint32_t i = 0; i < n; i++) {
         struct listener *l = &m->l[i];
         *l = (struct listener){.done.fn = listener_done, .m = m, .index = i};
         m->tasks[i] = tasks[i];
         weft__faa_seq_u32(&m->refs, 1); /* before it can be called */
         /* Seq CAS: publishes the listener to the finishing exchange. */
-        if (weft__cas_seq_ptr(&tasks[i]->joiner, NULL, &l->done)) {
+        void *seen;
+        if (weft__cas_seq_ptr_val(&tasks[i]->joiner, NULL, &l->done, &seen)) {
             l->registered = true;
             continue;
         }
         weft__faa_seq_u32(&m->refs, (uint32_t)-1);
-        if (weft__load_acq_ptr(&tasks[i]->joiner) != WEFT__JOIN_DONE) {
+        if (seen != WEFT__JOIN_DONE) {
             *err = -EINVAL; /* joined, waited for or detached elsewhere */
             break;
         }

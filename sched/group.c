@@ -92,7 +92,8 @@ weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
     weft_task *t = weft__task_new(g->rt, fn, arg, opts);
     if (!t)
         return NULL;
-    t->joiner = WEFT__JOIN_CLAIMED; /* not yet visible to anyone */
+    /* Not runnable yet, but visible to registry scans: atomic. */
+    weft__store_rel_ptr(&t->joiner, WEFT__JOIN_CLAIMED);
     pthread_mutex_lock(g->lock);
     int err = g->state == GROUP_OPEN ? append_locked(g, t) : -EINVAL;
     if (!err && g->cancelling)
@@ -102,7 +103,7 @@ weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
         /* The group was waited for meanwhile, or no memory. t never
          * starts: it finishes at once, and is reaped here. */
         weft__faa_seq_u32(&t->cancel, 1);
-        t->joiner = NULL;
+        weft__store_rel_ptr(&t->joiner, NULL);
         weft__task_start(t);
         int rc = weft_join(t, NULL);
         (void)rc; /* -ECANCELED: it never ran */

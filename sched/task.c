@@ -326,11 +326,15 @@ int weft__join_wait(weft_task *t, void *claim,
     /* With a hook the wait stays armed: a pending interrupt has been
      * forwarded, and the join goes on. */
     (void)weft__wait_arm(&j.wait);
-    /* Seq CAS: publishes the listener to the finishing task's exchange. */
-    if (!weft__cas_seq_ptr(&t->joiner, claim, &j.done)) {
+    /* Seq CAS: publishes the listener to the finishing task's exchange.
+     * On failure only the value it saw counts: DONE then means finished
+     * before anyone else waited; a listener that turns DONE a moment
+     * later belongs to another joiner, which will free t. */
+    void *seen;
+    if (!weft__cas_seq_ptr_val(&t->joiner, claim, &j.done, &seen)) {
         weft__wait_disarm(&j.wait);
         weft__wait_abandon(&j.wait);
-        return weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE ? 0 : -EINVAL;
+        return seen == WEFT__JOIN_DONE ? 0 : -EINVAL;
     }
     weft__wait_block(&j.wait);
     weft__wait_disarm(&j.wait);
@@ -390,8 +394,9 @@ void weft_detach(weft_task *t)
         return;
     /* Seq CAS: if it fails the task is DONE (the exchange in
      * weft__task_finish happened first) and nobody else will free it. */
-    if (!weft__cas_seq_ptr(&t->joiner, NULL, WEFT__JOIN_DETACHED) &&
-        weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
+    void *seen;
+    if (!weft__cas_seq_ptr_val(&t->joiner, NULL, WEFT__JOIN_DETACHED, &seen) &&
+        seen == WEFT__JOIN_DONE)
         weft__task_free(t);
 }
 
