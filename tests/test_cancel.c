@@ -19,53 +19,9 @@
 
 #include "testutil.h"
 
-/* How long a cancelled sleep may take to wake up. */
-#define SLACK TU_SCALE(0.050, 0.250, 0.300)
-
 static void *add_one(void *arg)
 {
     return (void *)((intptr_t)arg + 1);
-}
-
-/* The state of the task with this id in a snapshot of rt (NULL: the
- * calling task's runtime), or -1 when it is not live. */
-static int task_state(weft_runtime *rt, uint64_t id)
-{
-    size_t cap = 256;
-    for (;;) {
-        weft_task_info *buf = calloc(cap, sizeof *buf);
-        TU_ASSERT(buf != NULL);
-        size_t n =
-            rt ? weft_runtime_tasks(rt, buf, cap) : weft_all_tasks(buf, cap);
-        if (n > cap) {
-            free(buf);
-            cap = n + 256;
-            continue;
-        }
-        int state = -1;
-        for (size_t i = 0; i < n; i++)
-            if (buf[i].id == id)
-                state = (int)buf[i].state;
-        free(buf);
-        return state;
-    }
-}
-
-/* Wait until t is suspended. From a task, pass rt NULL: the caller yields;
- * from a plain thread, pass t's runtime. */
-static void wait_until_waiting(weft_runtime *rt, const weft_task *t)
-{
-    uint64_t id = weft_task_id(t);
-    double t0 = weft_now();
-    while (task_state(rt, id) != WEFT_TASK_WAITING) {
-        ck_assert_msg(weft_now() - t0 < 10.0,
-                      "task %llu never showed as WAITING (state %d)",
-                      (unsigned long long)id, task_state(rt, id));
-        if (rt)
-            sched_yield();
-        else
-            tu_yield();
-    }
 }
 
 static void wait_flag(weft_runtime *rt, atomic_int *flag)
@@ -104,7 +60,7 @@ static void cancel_a_sleeper(weft_runtime *rt)
     weft_task *t = weft_spawn_ex(rt, sleep_forever, &s, NULL);
     ck_assert_ptr_nonnull(t);
     wait_flag(rt, &s.started);
-    wait_until_waiting(rt, t);
+    tu_wait_until_waiting(rt, t);
     ck_assert(!weft_task_done(t));
     ck_assert_int_eq(weft_cancelling(t), 0);
     double t0 = weft_now();
@@ -116,7 +72,7 @@ static void cancel_a_sleeper(weft_runtime *rt)
         else
             tu_yield();
     }
-    ck_assert_msg(weft_now() - t0 < SLACK,
+    ck_assert_msg(weft_now() - t0 < TU_SLACK,
                   "the cancelled sleep woke after %.3f s", weft_now() - t0);
     ck_assert(weft_task_cancelled(t));
     ck_assert_int_eq(weft_join(t, NULL), -ECANCELED);
@@ -180,9 +136,9 @@ static void *cancel_joiner_main(void *arg)
     ck_assert_ptr_nonnull(outer);
     wait_flag(NULL, &jp->outer_joining);
     wait_flag(NULL, &jp->inner_started);
-    wait_until_waiting(NULL, jp->inner);
+    tu_wait_until_waiting(NULL, jp->inner);
     if (jp->start_inner_first)
-        wait_until_waiting(NULL, outer);
+        tu_wait_until_waiting(NULL, outer);
     ck_assert_int_eq(weft_cancel(outer), 0);
     ck_assert_int_eq(weft_join(outer, NULL), -ECANCELED);
     /* The join forwarded the cancel: the inner task ended cancelled. */
@@ -286,7 +242,7 @@ static void *self_canceller(void *arg)
     ck_assert_int_eq(weft_sleep(0), -ECANCELED);
     ck_assert_int_eq(weft_sleep_until(weft_now() + 10.0), -ECANCELED);
     ck_assert_int_eq(weft_sleep_until(0.0), -ECANCELED);
-    ck_assert_msg(weft_now() - t0 < SLACK, "cancelled sleeps took %.3f s",
+    ck_assert_msg(weft_now() - t0 < TU_SLACK, "cancelled sleeps took %.3f s",
                   weft_now() - t0);
     return (void *)3;
 }
@@ -320,9 +276,7 @@ static void *cancel_finished_main(void *arg)
     ck_assert_int_eq(weft_cancel(t), -ESRCH);
     ck_assert_int_eq(weft_cancelling(t), 0);
     ck_assert(!weft_task_cancelled(t));
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 2);
+    tu_join_expect(t, 2);
 
     /* A task that ended cancelled has finished too. */
     t = weft_spawn(self_cancel_and_return, NULL);
@@ -369,9 +323,7 @@ static void *sticky_body(void *arg)
     ck_assert_int_eq(weft_sleep(0.001), 0);
     c = weft_spawn(add_one, (void *)1);
     ck_assert_ptr_nonnull(c);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(c, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 2);
+    tu_join_expect(c, 2);
     return (void *)7;
 }
 
@@ -384,9 +336,7 @@ static void *sticky_main(void *arg)
         tu_yield();
     /* It withdrew the request before returning: a normal end. */
     ck_assert(!weft_task_cancelled(t));
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 7);
+    tu_join_expect(t, 7);
     return NULL;
 }
 
@@ -436,9 +386,7 @@ static void *counted_main(void *arg)
     ck_assert_int_eq(weft_cancel(t), 0);
     ck_assert_int_eq(weft_cancelling(t), 2);
     atomic_store(&c.go, 1);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 5);
+    tu_join_expect(t, 5);
     return NULL;
 }
 
@@ -488,9 +436,7 @@ START_TEST(task_ignoring_the_cancel_finishes_normally)
     while (!weft_task_done(t))
         sched_yield();
     ck_assert(!weft_task_cancelled(t));
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 42);
+    tu_join_expect(t, 42);
     weft_runtime_free(rt);
 }
 END_TEST
@@ -512,14 +458,12 @@ static void *uncancel_main(void *arg)
     weft_task *t = weft_spawn(catch_and_uncancel, &s);
     ck_assert_ptr_nonnull(t);
     wait_flag(NULL, &s.started);
-    wait_until_waiting(NULL, t);
+    tu_wait_until_waiting(NULL, t);
     ck_assert_int_eq(weft_cancel(t), 0);
     while (!weft_task_done(t))
         tu_yield();
     ck_assert(!weft_task_cancelled(t));
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 11);
+    tu_join_expect(t, 11);
     ck_assert_int_eq(s.rc, -ECANCELED);
     ck_assert_int_eq(s.later_rc, 0);
     return NULL;
@@ -574,7 +518,7 @@ START_TEST(child_that_uncancels_a_forwarded_cancel_finishes_normally)
     weft_task *p = weft_spawn_ex(rt, parent_joins_child, &f, NULL);
     ck_assert_ptr_nonnull(p);
     wait_flag(rt, &f.child_started);
-    wait_until_waiting(rt, f.child_self);
+    tu_wait_until_waiting(rt, f.child_self);
     ck_assert_int_eq(weft_cancel(p), 0);
     /* The parent saw -ECANCELED at its yield: it ends cancelled. */
     ck_assert_int_eq(weft_join(p, NULL), -ECANCELED);

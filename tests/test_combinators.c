@@ -12,49 +12,6 @@
 
 #include "testutil.h"
 
-#define SLACK     TU_SCALE(0.050, 0.250, 0.300)
-#define EARLY_EPS 1e-6
-
-static void check_elapsed(double t0, double want, const char *what)
-{
-    double got = weft_now() - t0;
-    ck_assert_msg(got >= want - EARLY_EPS && got <= want + SLACK,
-                  "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
-                  what, got, want, SLACK);
-}
-
-static int task_state(uint64_t id)
-{
-    size_t cap = 256;
-    for (;;) {
-        weft_task_info *buf = calloc(cap, sizeof *buf);
-        TU_ASSERT(buf != NULL);
-        size_t n = weft_all_tasks(buf, cap);
-        if (n > cap) {
-            free(buf);
-            cap = n + 256;
-            continue;
-        }
-        int state = -1;
-        for (size_t i = 0; i < n; i++)
-            if (buf[i].id == id)
-                state = (int)buf[i].state;
-        free(buf);
-        return state;
-    }
-}
-
-/* From a task: yield until t is suspended. */
-static void wait_until_waiting(const weft_task *t)
-{
-    uint64_t id = weft_task_id(t);
-    double t0 = weft_now();
-    while (task_state(id) != WEFT_TASK_WAITING) {
-        ck_assert_msg(weft_now() - t0 < 10.0, "task never WAITING");
-        tu_yield();
-    }
-}
-
 static void wait_flag(atomic_int *flag)
 {
     while (!atomic_load(flag))
@@ -190,9 +147,9 @@ static void *gather_cancel_main(void *arg)
     while (atomic_load(&gc_started) < 3)
         tu_yield();
     for (int i = 0; i < 3; i++)
-        wait_until_waiting(g.kids[i]);
+        tu_wait_until_waiting(NULL, g.kids[i]);
     atomic_store(&g.ready, 1);
-    wait_until_waiting(p);
+    tu_wait_until_waiting(NULL, p);
     /* The parent is in weft_gather now (its only way to wait). */
     ck_assert_int_eq(weft_cancel(p), 0);
     /* Its gather saw the cancel, which is still pending when it returns. */
@@ -233,11 +190,8 @@ static void *gather_bad_main(void *arg)
     ck_assert_int_eq(weft_gather((weft_task *[]){a, self}, 2, NULL, errs),
                      -EINVAL);
     /* Nothing was joined: both handles are still ours. */
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(a, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 2);
-    ck_assert_int_eq(weft_join(b, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 3);
+    tu_join_expect(a, 2);
+    tu_join_expect(b, 3);
     return NULL;
 }
 
@@ -277,7 +231,7 @@ static void *gather_joined_main(void *arg)
     wait_flag(&target_started);
     weft_task *joiner = weft_spawn(join_target, &je);
     ck_assert_ptr_nonnull(joiner);
-    wait_until_waiting(joiner); /* it is in weft_join */
+    tu_wait_until_waiting(NULL, joiner); /* it is in weft_join */
     weft_task *other = weft_spawn(add_one, (void *)4);
     ck_assert_ptr_nonnull(other);
 
@@ -295,9 +249,7 @@ static void *gather_joined_main(void *arg)
         ck_assert_int_eq(errs[1], 0);
         ck_assert_int_eq((intptr_t)res[1], 5);
     } else {
-        void *r = NULL;
-        ck_assert_int_eq(weft_join(other, &r), 0);
-        ck_assert_int_eq((intptr_t)r, 5);
+        tu_join_expect(other, 5);
     }
     atomic_store(&release, 1);
     ck_assert_int_eq(weft_join(joiner, NULL), 0);
@@ -338,7 +290,7 @@ static void *wait_first_main(void *arg)
     size_t ndone = 99;
     ck_assert_int_eq(
         weft_wait(t, 3, WEFT_FOREVER, WEFT_WAIT_FIRST_COMPLETED, &ndone), 0);
-    check_elapsed(t0, 0.02, "wait for the first of three");
+    tu_check_elapsed(t0, 0.02, "wait for the first of three");
     ck_assert_uint_eq(ndone, 1);
     ck_assert_ptr_eq(t[0], quick); /* moved to the front */
     check_partition(t, 3, ndone);
@@ -346,13 +298,9 @@ static void *wait_first_main(void *arg)
     ck_assert_int_eq(weft_cancelling(slow1), 0);
     ck_assert_int_eq(weft_cancelling(slow2), 0);
     atomic_store(&release, 1);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(quick, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 20);
-    ck_assert_int_eq(weft_join(slow1, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 1);
-    ck_assert_int_eq(weft_join(slow2, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 2);
+    tu_join_expect(quick, 20);
+    tu_join_expect(slow1, 1);
+    tu_join_expect(slow2, 2);
     return NULL;
 }
 
@@ -376,7 +324,7 @@ static void *wait_all_main(void *arg)
     size_t ndone = 0;
     ck_assert_int_eq(
         weft_wait(t, N, WEFT_FOREVER, WEFT_WAIT_ALL_COMPLETED, &ndone), 0);
-    check_elapsed(t0, 0.005 * N, "wait for all");
+    tu_check_elapsed(t0, 0.005 * N, "wait for all");
     ck_assert_uint_eq(ndone, N);
     check_partition(t, N, ndone);
     intptr_t sum = 0;
@@ -405,7 +353,7 @@ static void *wait_timeout_main(void *arg)
     size_t ndone = 99;
     double t0 = weft_now();
     ck_assert_int_eq(weft_wait(t, 2, 0.05, WEFT_WAIT_ALL_COMPLETED, &ndone), 0);
-    check_elapsed(t0, 0.05, "wait with a 50 ms time-out");
+    tu_check_elapsed(t0, 0.05, "wait with a 50 ms time-out");
     ck_assert_uint_eq(ndone, 1);
     ck_assert_ptr_eq(t[0], quick);
     ck_assert_ptr_eq(t[1], slow);
@@ -454,11 +402,8 @@ static void *wait_bad_main(void *arg)
                      -EINVAL);
     ck_assert_int_eq(weft_wait((weft_task *[]){a, a}, 2, 1.0, F, &ndone),
                      -EINVAL);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(a, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 2);
-    ck_assert_int_eq(weft_join(b, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 3);
+    tu_join_expect(a, 2);
+    tu_join_expect(b, 3);
     return NULL;
 }
 
@@ -509,7 +454,7 @@ static void *shield_main(void *arg)
     weft_task *outer = weft_spawn(shield_caller, &sh);
     ck_assert_ptr_nonnull(outer);
     wait_flag(&sh.shielding);
-    wait_until_waiting(outer);
+    tu_wait_until_waiting(NULL, outer);
     ck_assert_int_eq(weft_cancel(outer), 0);
     ck_assert_int_eq(weft_join(outer, NULL), -ECANCELED);
     ck_assert_int_eq(sh.rc, -ECANCELED);
@@ -518,8 +463,7 @@ static void *shield_main(void *arg)
     ck_assert(!weft_task_done(sh.inner));
     ck_assert_int_eq(weft_cancelling(sh.inner), 0);
     void *r = NULL;
-    ck_assert_int_eq(weft_join(sh.inner, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 77);
+    tu_join_expect(sh.inner, 77);
 
     /* Finishing first: the result, and the handle is freed. */
     weft_task *t = weft_spawn(add_one, (void *)1);
@@ -534,11 +478,10 @@ static void *shield_main(void *arg)
     double t0 = weft_now(); /* no later than the scope's start */
     ck_assert_int_eq(weft_timeout_enter(&s, 0.02), 0);
     ck_assert_int_eq(weft_shield(t, &r), -ETIMEDOUT);
-    check_elapsed(t0, 0.02, "shield in a 20 ms scope");
+    tu_check_elapsed(t0, 0.02, "shield in a 20 ms scope");
     ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
     ck_assert_int_eq(weft_cancelling(t), 0);
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 78);
+    tu_join_expect(t, 78);
     return NULL;
 }
 
@@ -583,9 +526,7 @@ static void *as_completed_main(void *arg)
         ck_assert_int_eq(weft_as_completed_next(it, &done), 1);
         ck_assert_ptr_nonnull(done);
         ck_assert(weft_task_done(done));
-        void *r = NULL;
-        ck_assert_int_eq(weft_join(done, &r), 0);
-        ck_assert_int_eq((intptr_t)r, 150 * k); /* in finishing order */
+        tu_join_expect(done, 150 * k); /* in finishing order */
     }
     weft_task *none = (weft_task *)&none;
     ck_assert_int_eq(weft_as_completed_next(it, &none), 0);
@@ -615,18 +556,15 @@ static void *as_completed_timeout_main(void *arg)
     ck_assert_int_eq(weft_as_completed_next(it, &done), 1);
     ck_assert_ptr_eq(done, quick);
     ck_assert_int_eq(weft_as_completed_next(it, &done), -ETIMEDOUT);
-    check_elapsed(t0, 0.1, "as_completed with a 100 ms time-out");
+    tu_check_elapsed(t0, 0.1, "as_completed with a 100 ms time-out");
     ck_assert_int_eq(weft_as_completed_next(it, &done), -ETIMEDOUT);
     weft_as_completed_free(it);
     /* Not our scope: the caller is fine and the slow task untouched. */
     ck_assert_int_eq(weft_yield(), 0);
     ck_assert_int_eq(weft_cancelling(slow), 0);
     atomic_store(&release, 1);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(slow, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 1);
-    ck_assert_int_eq(weft_join(quick, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 1);
+    tu_join_expect(slow, 1);
+    tu_join_expect(quick, 1);
     return NULL;
 }
 
@@ -654,9 +592,7 @@ static void *as_completed_cancel_main(void *arg)
     ck_assert_ptr_eq(done, t);
     ck_assert_int_eq(weft_as_completed_next(it, &done), 0);
     weft_as_completed_free(it);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 30);
+    tu_join_expect(t, 30);
     return NULL;
 }
 

@@ -12,41 +12,6 @@
 
 #include "testutil.h"
 
-#define SLACK     TU_SCALE(0.050, 0.250, 0.300)
-#define EARLY_EPS 1e-6
-
-static int task_state(uint64_t id)
-{
-    size_t cap = 256;
-    for (;;) {
-        weft_task_info *buf = calloc(cap, sizeof *buf);
-        TU_ASSERT(buf != NULL);
-        size_t n = weft_all_tasks(buf, cap);
-        if (n > cap) {
-            free(buf);
-            cap = n + 256;
-            continue;
-        }
-        int state = -1;
-        for (size_t i = 0; i < n; i++)
-            if (buf[i].id == id)
-                state = (int)buf[i].state;
-        free(buf);
-        return state;
-    }
-}
-
-/* From a task: yield until t is suspended. */
-static void wait_until_waiting(const weft_task *t)
-{
-    uint64_t id = weft_task_id(t);
-    double t0 = weft_now();
-    while (task_state(id) != WEFT_TASK_WAITING) {
-        ck_assert_msg(weft_now() - t0 < 10.0, "task never WAITING");
-        tu_yield();
-    }
-}
-
 static atomic_int m_started, m_exited, m_ecanceled;
 
 static void reset_counts(void)
@@ -184,7 +149,7 @@ static void *owner_cancelled_main(void *arg)
     ck_assert_ptr_nonnull(t);
     while (!atomic_load(&o.waiting))
         tu_yield();
-    wait_until_waiting(t);
+    tu_wait_until_waiting(NULL, t);
     ck_assert_int_eq(weft_cancel(t), 0);
     ck_assert_int_eq(weft_join(t, NULL), -ECANCELED);
     ck_assert_int_eq(o.rc, -ECANCELED);
@@ -213,7 +178,7 @@ static void *owner_times_out_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&s, 0.05), 0);
     ck_assert_int_eq(weft_group_wait(&g), -ETIMEDOUT);
     double took = weft_now() - t0;
-    ck_assert_msg(took >= 0.05 - EARLY_EPS && took <= 0.05 + SLACK,
+    ck_assert_msg(took >= 0.05 - TU_EARLY_EPS && took <= 0.05 + TU_SLACK,
                   "group wait timed out after %.3f s", took);
     ck_assert_int_eq(atomic_load(&m_exited), atomic_load(&m_started));
     ck_assert_int_eq(atomic_load(&m_ecanceled), atomic_load(&m_started));
@@ -251,7 +216,7 @@ static void *group_cancel_main(void *arg)
     double t0 = weft_now();
     /* A member ended cancelled: -ECANCELED; the owner itself is not. */
     ck_assert_int_eq(weft_group_wait(&g), -ECANCELED);
-    ck_assert_msg(weft_now() - t0 < 0.02 + SLACK, "took %.3f s",
+    ck_assert_msg(weft_now() - t0 < 0.02 + TU_SLACK, "took %.3f s",
                   weft_now() - t0);
     ck_assert_int_eq(atomic_load(&m_exited), atomic_load(&m_started));
     ck_assert_int_eq(atomic_load(&m_ecanceled), atomic_load(&m_started));

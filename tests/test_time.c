@@ -3,7 +3,7 @@
  * bad input, many sleepers at once, and timers that fire on time while
  * every worker is busy.
  *
- * Timing checks allow a timer to fire late by SLACK (a loaded 2-core VM,
+ * Timing checks allow a timer to fire late by TU_SLACK (a loaded 2-core VM,
  * and the sanitizers), never early. Each test makes its own runtime: Check
  * forks every test, and worker threads do not survive a fork.
  */
@@ -18,20 +18,6 @@
 
 #include "testutil.h"
 
-/* How late a timer may fire and still be on time. */
-#define SLACK TU_SCALE(0.050, 0.250, 0.300)
-
-/* A timer never fires early; this much covers rounding seconds to ns. */
-#define EARLY_EPS 1e-6
-
-static void check_slept(double t0, double want, const char *what)
-{
-    double got = weft_now() - t0;
-    ck_assert_msg(got >= want - EARLY_EPS && got <= want + SLACK,
-                  "%s: slept %.6f s for %.6f s (late by at most %.3f s)", what,
-                  got, want, SLACK);
-}
-
 /* ------------------------------------------------------------------------
  * weft_now */
 
@@ -44,7 +30,7 @@ static void check_now_follows_the_clock(int rounds)
         double after = (double)tu_now_ns() / 1e9;
         TU_ASSERT(now >= prev);
         /* CLOCK_MONOTONIC in seconds: between two readings of it. */
-        TU_ASSERT(now >= before - EARLY_EPS && now <= after + EARLY_EPS);
+        TU_ASSERT(now >= before - TU_EARLY_EPS && now <= after + TU_EARLY_EPS);
         prev = now;
     }
 }
@@ -74,13 +60,13 @@ static void *sleep_times_main(void *arg)
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
         double t0 = weft_now();
         ck_assert_int_eq(weft_sleep(d[i]), 0);
-        check_slept(t0, d[i], "weft_sleep");
+        tu_check_elapsed(t0, d[i], "weft_sleep");
     }
     double deadline = weft_now() + 0.03;
     double t0 = weft_now();
     ck_assert_int_eq(weft_sleep_until(deadline), 0);
     ck_assert_msg(weft_now() >= deadline, "woke before the deadline");
-    check_slept(t0, deadline - t0, "weft_sleep_until");
+    tu_check_elapsed(t0, deadline - t0, "weft_sleep_until");
     return NULL;
 }
 
@@ -116,7 +102,7 @@ static void *sleep_zero_main(void *arg)
     double t0 = weft_now();
     for (int i = 0; i < 1000; i++)
         TU_ASSERT_INT_EQ(weft_sleep(0), 0);
-    ck_assert_msg(weft_now() - t0 < SLACK, "1000 sleep(0) took %.3f s",
+    ck_assert_msg(weft_now() - t0 < TU_SLACK, "1000 sleep(0) took %.3f s",
                   weft_now() - t0);
     return NULL;
 }
@@ -147,7 +133,7 @@ static void *past_main(void *arg)
     ck_assert_int_eq(weft_sleep_until(t0), 0);
     for (int i = 0; i < 1000; i++)
         TU_ASSERT_INT_EQ(weft_sleep_until(t0 - 0.5), 0);
-    ck_assert_msg(weft_now() - t0 < SLACK,
+    ck_assert_msg(weft_now() - t0 < TU_SLACK,
                   "sleep_until a past deadline took %.3f s", weft_now() - t0);
     return NULL;
 }
@@ -191,7 +177,7 @@ static void *random_sleeper(void *arg)
     double d = (double)(uintptr_t)arg / 1e6; /* microseconds */
     double t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_sleep(d), 0);
-    TU_ASSERT(weft_now() - t0 >= d - EARLY_EPS);
+    TU_ASSERT(weft_now() - t0 >= d - TU_EARLY_EPS);
     atomic_fetch_add(&sleepers_woken, 1);
     return arg;
 }
@@ -263,7 +249,7 @@ static void *busy_main(void *arg)
     for (int i = 0; i < 5; i++) {
         double t0 = weft_now();
         ck_assert_int_eq(weft_sleep(0.05), 0);
-        check_slept(t0, 0.05, "a sleep while every worker is busy");
+        tu_check_elapsed(t0, 0.05, "a sleep while every worker is busy");
     }
     atomic_store(&busy_stop, 1);
     for (int i = 0; i < BUSY_WORKERS + 1; i++) {
@@ -290,12 +276,12 @@ static void *thread_sleeps(void *arg)
     (void)arg;
     double t0 = weft_now();
     ck_assert_int_eq(weft_sleep(0.05), 0);
-    check_slept(t0, 0.05, "weft_sleep on a plain thread");
+    tu_check_elapsed(t0, 0.05, "weft_sleep on a plain thread");
     double deadline = weft_now() + 0.03;
     t0 = weft_now();
     ck_assert_int_eq(weft_sleep_until(deadline), 0);
     ck_assert(weft_now() >= deadline);
-    check_slept(t0, deadline - t0, "weft_sleep_until on a plain thread");
+    tu_check_elapsed(t0, deadline - t0, "weft_sleep_until on a plain thread");
     ck_assert_int_eq(weft_sleep_until(weft_now() - 1.0), 0);
     return (void *)1;
 }

@@ -4,7 +4,7 @@
  * around a gather, and wait_for finishing, timing out, being ignored and
  * racing the task's own end.
  *
- * Timing checks allow an expiry to come late by SLACK, never early.
+ * Timing checks allow an expiry to come late by TU_SLACK, never early.
  */
 #include <check.h>
 #include <errno.h>
@@ -18,17 +18,6 @@
 #include <stdlib.h>
 
 #include "testutil.h"
-
-#define SLACK     TU_SCALE(0.050, 0.250, 0.300)
-#define EARLY_EPS 1e-6
-
-static void check_elapsed(double t0, double want, const char *what)
-{
-    double got = weft_now() - t0;
-    ck_assert_msg(got >= want - EARLY_EPS && got <= want + SLACK,
-                  "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
-                  what, got, want, SLACK);
-}
 
 /* The scope keeps its deadline in nanoseconds: when() gives back the
  * deadline it was given to within that. */
@@ -44,38 +33,6 @@ static void *run_in_task(weft_fn fn)
     return tu_run_in(2, fn, NULL);
 }
 
-static int task_state(uint64_t id)
-{
-    size_t cap = 256;
-    for (;;) {
-        weft_task_info *buf = calloc(cap, sizeof *buf);
-        TU_ASSERT(buf != NULL);
-        size_t n = weft_all_tasks(buf, cap);
-        if (n > cap) {
-            free(buf);
-            cap = n + 256;
-            continue;
-        }
-        int state = -1;
-        for (size_t i = 0; i < n; i++)
-            if (buf[i].id == id)
-                state = (int)buf[i].state;
-        free(buf);
-        return state;
-    }
-}
-
-/* From a task: yield until t is suspended. */
-static void wait_until_waiting(const weft_task *t)
-{
-    uint64_t id = weft_task_id(t);
-    double t0 = weft_now();
-    while (task_state(id) != WEFT_TASK_WAITING) {
-        ck_assert_msg(weft_now() - t0 < 10.0, "task never WAITING");
-        tu_yield();
-    }
-}
-
 /* ------------------------------------------------------------------------
  * Expiry */
 
@@ -87,7 +44,7 @@ static void *expiry_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&s, 0.05), 0);
     ck_assert(!weft_timeout_expired(&s));
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "sleep in a 50 ms scope");
+    tu_check_elapsed(t0, 0.05, "sleep in a 50 ms scope");
     ck_assert(weft_timeout_expired(&s));
     /* Every later suspension point in the scope reports it too. */
     ck_assert_int_eq(weft_yield(), -ETIMEDOUT);
@@ -143,9 +100,7 @@ static void *open_scope_main(void *arg)
     for (int i = 0; i < 20; i++) {
         weft_task *t = weft_spawn(leave_open, NULL);
         ck_assert_ptr_nonnull(t);
-        void *r = NULL;
-        ck_assert_int_eq(weft_join(t, &r), 0);
-        ck_assert_int_eq((intptr_t)r, 1);
+        tu_join_expect(t, 1);
     }
     /* The timers would fire now, into stacks that are gone or reused. */
     weft_task *t[20];
@@ -177,7 +132,7 @@ static void *inner_shorter_main(void *arg)
     double t0 = weft_now(); /* no later than the scope's start */
     ck_assert_int_eq(weft_timeout_enter(&inner, 0.05), 0);
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "the inner 50 ms scope");
+    tu_check_elapsed(t0, 0.05, "the inner 50 ms scope");
     ck_assert(weft_timeout_expired(&inner));
     ck_assert(!weft_timeout_expired(&outer));
     ck_assert_int_eq(weft_timeout_exit(&inner), -ETIMEDOUT);
@@ -202,7 +157,7 @@ static void *outer_shorter_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&outer, 0.05), 0);
     ck_assert_int_eq(weft_timeout_enter(&inner, 10.0), 0);
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "the outer 50 ms scope");
+    tu_check_elapsed(t0, 0.05, "the outer 50 ms scope");
     ck_assert_int_eq(weft_yield(), -ETIMEDOUT);
     ck_assert(weft_timeout_expired(&outer));
     ck_assert(!weft_timeout_expired(&inner));
@@ -248,7 +203,7 @@ static void *cancel_in_scope_main(void *arg)
     ck_assert_ptr_nonnull(t);
     while (!atomic_load(&sc.in_scope))
         tu_yield();
-    wait_until_waiting(t);
+    tu_wait_until_waiting(NULL, t);
     ck_assert_int_eq(weft_cancel(t), 0);
     ck_assert_int_eq(weft_join(t, NULL), -ECANCELED);
     ck_assert_int_eq(sc.sleep_rc, -ECANCELED);
@@ -287,7 +242,7 @@ static void *enter_at_main(void *arg)
     check_when(&s, deadline);
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
     ck_assert_msg(weft_now() >= deadline, "expired early");
-    ck_assert_msg(weft_now() <= deadline + SLACK, "expired %.3f s late",
+    ck_assert_msg(weft_now() <= deadline + TU_SLACK, "expired %.3f s late",
                   weft_now() - deadline);
     ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
 
@@ -296,7 +251,7 @@ static void *enter_at_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter_at(&s, t0 - 1.0), 0);
     ck_assert(weft_timeout_expired(&s));
     ck_assert_int_eq(weft_sleep(10.0), -ETIMEDOUT);
-    ck_assert_msg(weft_now() - t0 < SLACK, "took %.3f s", weft_now() - t0);
+    ck_assert_msg(weft_now() - t0 < TU_SLACK, "took %.3f s", weft_now() - t0);
     ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
 
     /* WEFT_FOREVER never expires. */
@@ -327,9 +282,10 @@ static void *when_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&s, 0.5), 0);
     double after = weft_now();
     double when = weft_timeout_when(&s);
-    ck_assert_msg(
-        when >= before + 0.5 - EARLY_EPS && when <= after + 0.5 + EARLY_EPS,
-        "when %.6f not in [%.6f, %.6f]", when, before + 0.5, after + 0.5);
+    ck_assert_msg(when >= before + 0.5 - TU_EARLY_EPS &&
+                      when <= after + 0.5 + TU_EARLY_EPS,
+                  "when %.6f not in [%.6f, %.6f]", when, before + 0.5,
+                  after + 0.5);
     ck_assert(!weft_timeout_expired(&s));
     ck_assert_int_eq(weft_timeout_exit(&s), 0);
     return NULL;
@@ -354,7 +310,7 @@ static void *reschedule_main(void *arg)
     ck_assert_int_eq(weft_sleep(0.1), 0); /* past the first deadline */
     ck_assert(!weft_timeout_expired(&s));
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    ck_assert_msg(weft_now() >= later && weft_now() <= later + SLACK,
+    ck_assert_msg(weft_now() >= later && weft_now() <= later + TU_SLACK,
                   "expired %.3f s after the moved deadline",
                   weft_now() - later);
     /* An expired scope stays expired. */
@@ -367,7 +323,7 @@ static void *reschedule_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&s, 10.0), 0);
     ck_assert_int_eq(weft_timeout_reschedule(&s, t0 + 0.05), 0);
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "a scope moved to 50 ms");
+    tu_check_elapsed(t0, 0.05, "a scope moved to 50 ms");
     ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
 
     /* Into the past: expires at once. */
@@ -386,7 +342,7 @@ static void *reschedule_main(void *arg)
     t0 = weft_now();
     ck_assert_int_eq(weft_timeout_reschedule(&s, t0 + 0.03), 0);
     ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
-    check_elapsed(t0, 0.03, "a disarmed scope armed again");
+    tu_check_elapsed(t0, 0.03, "a disarmed scope armed again");
     ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
 
     /* Bad: NaN, a closed scope. */
@@ -418,9 +374,7 @@ static void *others_scope_main(void *arg)
     ck_assert_int_eq(weft_timeout_enter(&s, 10.0), 0);
     weft_task *t = weft_spawn(use_others_scope, &s);
     ck_assert_ptr_nonnull(t);
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 1);
+    tu_join_expect(t, 1);
     /* Still open, still 10 s. */
     ck_assert(!weft_timeout_expired(&s));
     ck_assert_int_eq(weft_sleep(0.03), 0);
@@ -516,7 +470,7 @@ static void *gather_expiry_main(void *arg)
     void *res[3] = {(void *)1, (void *)1, (void *)1};
     int errs[3] = {1, 1, 1};
     ck_assert_int_eq(weft_gather(t, 3, res, errs), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "gather in a 50 ms scope");
+    tu_check_elapsed(t0, 0.05, "gather in a 50 ms scope");
     /* Every child was reaped before gather returned. */
     ck_assert_int_eq(atomic_load(&g_exited), atomic_load(&g_started));
     ck_assert_int_eq(atomic_load(&g_exited), 3);
@@ -561,7 +515,7 @@ static void *wait_for_in_time_main(void *arg)
     double t0 = weft_now();
     ck_assert_int_eq(weft_wait_for(t, 1.0, &r), 0);
     ck_assert_int_eq((intptr_t)r, 5);
-    ck_assert_msg(weft_now() - t0 < 0.01 + SLACK, "took %.3f s",
+    ck_assert_msg(weft_now() - t0 < 0.01 + TU_SLACK, "took %.3f s",
                   weft_now() - t0);
     /* A finished task with no time left: its result all the same. */
     t = weft_spawn(sleep_then_return, (void *)6);
@@ -597,7 +551,7 @@ static void *wait_for_timeout_main(void *arg)
     void *r = NULL;
     double t0 = weft_now();
     ck_assert_int_eq(weft_wait_for(t, 0.05, &r), -ETIMEDOUT);
-    check_elapsed(t0, 0.05, "wait_for of 50 ms");
+    tu_check_elapsed(t0, 0.05, "wait_for of 50 ms");
     /* The task was cancelled and has ended. */
     ck_assert_int_eq(atomic_load(&wf_exited), 1);
     ck_assert_int_eq(wf_rc, -ECANCELED);
@@ -653,7 +607,7 @@ static void *wait_for_ignored_main(void *arg)
     r = NULL;
     ck_assert_int_eq(weft_wait_for(t, 0.02, &r), 0);
     ck_assert_int_eq((intptr_t)r, 9);
-    ck_assert(weft_now() - t0 >= 0.1 - EARLY_EPS);
+    ck_assert(weft_now() - t0 >= 0.1 - TU_EARLY_EPS);
     return NULL;
 }
 
@@ -743,9 +697,7 @@ static void *wait_for_bad_main(void *arg)
     ck_assert_int_eq(weft_wait_for(t, -1.0, NULL), -EINVAL);
     ck_assert_int_eq(weft_wait_for(t, NAN, NULL), -EINVAL);
     /* Refused before waiting, as a bad weft_join is: the handle is kept. */
-    void *r = NULL;
-    ck_assert_int_eq(weft_join(t, &r), 0);
-    ck_assert_int_eq((intptr_t)r, 4);
+    tu_join_expect(t, 4);
     return NULL;
 }
 

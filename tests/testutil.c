@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,59 @@ int tu_current_worker(void)
                       id, worker);
         return worker;
     }
+}
+
+void tu_check_elapsed(double t0, double want, const char *what)
+{
+    double got = weft_now() - t0;
+    ck_assert_msg(got >= want - TU_EARLY_EPS && got <= want + TU_SLACK,
+                  "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
+                  what, got, want, TU_SLACK);
+}
+
+int tu_task_state(weft_runtime *rt, uint64_t id)
+{
+    size_t cap = 256;
+    for (;;) {
+        weft_task_info *buf = calloc(cap, sizeof *buf);
+        TU_ASSERT(buf != NULL);
+        size_t n =
+            rt ? weft_runtime_tasks(rt, buf, cap) : weft_all_tasks(buf, cap);
+        if (n > cap) {
+            free(buf);
+            cap = n + 256;
+            continue;
+        }
+        int state = -1;
+        for (size_t i = 0; i < n; i++)
+            if (buf[i].id == id)
+                state = (int)buf[i].state;
+        free(buf);
+        return state;
+    }
+}
+
+void tu_wait_until_waiting(weft_runtime *rt, const weft_task *t)
+{
+    uint64_t id = weft_task_id(t);
+    double t0 = weft_now();
+    while (tu_task_state(rt, id) != WEFT_TASK_WAITING) {
+        ck_assert_msg(weft_now() - t0 < 10.0,
+                      "task %llu never showed as WAITING (state %d)",
+                      (unsigned long long)id, tu_task_state(rt, id));
+        if (rt)
+            sched_yield();
+        else
+            tu_yield();
+    }
+}
+
+void tu_join_expect(weft_task *t, intptr_t want)
+{
+    void *r = NULL;
+    int rc = weft_join(t, &r);
+    TU_ASSERT_INT_EQ(rc, 0);
+    TU_ASSERT_INT_EQ((intptr_t)r, want);
 }
 
 void tu_wait_idle(weft_runtime *rt)

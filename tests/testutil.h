@@ -72,6 +72,26 @@ void *tu_run_in(unsigned workers, weft_fn fn, void *arg);
  * Call it from a task; meant for runtimes with few live tasks. */
 int tu_current_worker(void);
 
+/* Timing checks: a timer never fires early (TU_EARLY_EPS covers rounding
+ * seconds to nanoseconds) and may fire late by TU_SLACK on a loaded 2-core
+ * VM, more under the sanitizers. */
+#define TU_SLACK     TU_SCALE(0.050, 0.250, 0.300)
+#define TU_EARLY_EPS 1e-6
+
+/* Fail unless weft_now() - t0 is want seconds, within the bounds above. */
+void tu_check_elapsed(double t0, double want, const char *what);
+
+/* The state of the task with this id in a snapshot of rt (NULL: the
+ * calling task's runtime), or -1 when it is not live. */
+int tu_task_state(weft_runtime *rt, uint64_t id);
+
+/* Wait until t is suspended. From a task, pass rt NULL: the caller yields;
+ * from a plain thread, pass t's runtime. Fails the test after 10 s. */
+void tu_wait_until_waiting(weft_runtime *rt, const weft_task *t);
+
+/* weft_join(t), failing the test unless it returns 0 with result want. */
+void tu_join_expect(weft_task *t, intptr_t want);
+
 /* From a plain thread: wait until rt has no live task. */
 void tu_wait_idle(weft_runtime *rt);
 
