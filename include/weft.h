@@ -473,7 +473,7 @@ WEFT_API void weft_as_completed_free(weft_as_completed *it);
  */
 
 typedef struct weft_group {
-    uint64_t weft_private_[8]; /* opaque: see sched/group.c */
+    uint64_t weft_private_[12]; /* opaque: see sched/group.c */
 } weft_group;
 
 /** Make the calling task the owner of a new, empty group. Returns 0,

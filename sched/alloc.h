@@ -20,14 +20,16 @@
 
 #ifdef WEFT_SANITIZER
 #include <stdlib.h>
-#define WEFT__MALLOC(n)    malloc(n)
-#define WEFT__CALLOC(n, s) calloc((n), (s))
-#define WEFT__FREE(p)      free(p)
+#define WEFT__MALLOC(n)     malloc(n)
+#define WEFT__CALLOC(n, s)  calloc((n), (s))
+#define WEFT__REALLOC(p, n) realloc((p), (n))
+#define WEFT__FREE(p)       free(p)
 #else
 #include <mimalloc.h>
-#define WEFT__MALLOC(n)    mi_malloc(n)
-#define WEFT__CALLOC(n, s) mi_calloc((n), (s))
-#define WEFT__FREE(p)      mi_free(p)
+#define WEFT__MALLOC(n)     mi_malloc(n)
+#define WEFT__CALLOC(n, s)  mi_calloc((n), (s))
+#define WEFT__REALLOC(p, n) mi_realloc((p), (n))
+#define WEFT__FREE(p)       mi_free(p)
 #endif
 
 /* Allocations left before one fails; 0: never. Any thread, atomic. */
@@ -53,6 +55,15 @@ static inline void *weft__calloc(size_t n, size_t size)
         weft__alloc_should_fail())
         return NULL;
     return WEFT__CALLOC(n, size);
+}
+
+/* On failure p is left as it was. */
+static inline void *weft__realloc(void *p, size_t n)
+{
+    if (WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
+        weft__alloc_should_fail())
+        return NULL;
+    return WEFT__REALLOC(p, n);
 }
 
 /* For structures with cache-line-aligned members. */

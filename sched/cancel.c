@@ -29,6 +29,7 @@
  * have done had the child run on its own stack.
  */
 #include <errno.h>
+#include <stddef.h>
 
 #include "sched/internal.h"
 
@@ -40,13 +41,9 @@
 
 static bool ancestors_interrupted(const weft_task *t)
 {
-    for (const weft_task *p = t->parent; p; p = p->parent) {
-        /* Relaxed: interrupts are checked again under the task's lock
-         * before it parks (weft__wait_arm); this is the early look. */
-        if ((weft__load_rlx_u32((uint32_t *)&p->cancel) & WEFT__CANCEL_COUNT) ||
-            (p->scope && weft__scopes_expired(p)))
+    for (const weft_task *p = t->parent; p; p = p->parent)
+        if (weft__own_interrupt(p))
             return true;
-    }
     return false;
 }
 
@@ -65,14 +62,13 @@ static bool forward_once(weft_task *t)
 }
 
 /* t is the calling task. */
-int weft__task_pending(weft_task *t)
+static int pending(weft_task *t)
 {
-    uint32_t c = weft__load_rlx_u32(&t->cancel);
-    if (c & WEFT__CANCEL_COUNT)
-        return -ECANCELED;
-    if (WEFT_UNLIKELY(t->scope) && weft__scopes_expired(t))
-        return -ETIMEDOUT;
-    if (WEFT_UNLIKELY(t->parent) && !(c & WEFT__CANCEL_FORWARDED) &&
+    int code = weft__own_interrupt(t);
+    if (code)
+        return code;
+    if (WEFT_UNLIKELY(t->parent) &&
+        !(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_FORWARDED) &&
         ancestors_interrupted(t) && forward_once(t))
         return -ECANCELED;
     return 0;
@@ -93,7 +89,7 @@ int weft__check_interrupt(void)
     weft_task *t = weft_current();
     if (!t)
         return 0;
-    int code = weft__task_pending(t);
+    int code = pending(t);
     return code ? delivered(t, code) : 0;
 }
 
@@ -140,7 +136,7 @@ int weft__wait_arm(struct weft__wait *w)
         publish_to_parents(t, true);
     weft__spin_lock(&t->lock);
     t->wait = w;
-    int code = weft__task_pending(t);
+    int code = pending(t);
     if (code && w->interrupt)
         w->interrupt(w, code);
     else if (code)
@@ -154,9 +150,33 @@ int weft__wait_arm(struct weft__wait *w)
     return code;
 }
 
-void weft__wait_block(struct weft__wait *w)
+static void deadline_fire(struct weft__timer *tm)
 {
+    struct weft__wait *w =
+        (struct weft__wait *)((char *)tm - offsetof(struct weft__wait, timer));
+    weft__wait_complete(w, WEFT__WAIT_TIMED_OUT);
+}
+
+int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns)
+{
+    weft_runtime *rt = w->waiter.task ? w->waiter.task->rt : NULL;
+    bool timed = deadline_ns != WEFT__NEVER;
+    WEFT_ASSERT(rt || !timed); /* thread waiters: no deadline yet */
+    if (timed) {
+        w->timer.deadline_ns = deadline_ns;
+        w->timer.fire = deadline_fire;
+        int err = weft__timer_add(rt, &w->timer);
+        if (err < 0) {
+            weft__wait_disarm(w);
+            return err;
+        }
+    }
     weft__waiter_wait(&w->waiter);
+    weft__wait_disarm(w);
+    /* If the timer did not complete w, it may still be in the heap. */
+    if (timed && w->result != WEFT__WAIT_TIMED_OUT)
+        weft__timer_del(rt, &w->timer);
+    return w->result;
 }
 
 void weft__wait_disarm(struct weft__wait *w)

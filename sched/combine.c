@@ -264,67 +264,51 @@ static uint32_t multi_ndone(struct multi *m)
     return n;
 }
 
-#define TIMED_OUT 1
+#define TIMED_OUT WEFT__WAIT_TIMED_OUT
 
-struct timed_wait {
-    struct weft__timer timer; /* first: fire() gets it */
-    struct weft__wait wait;
-};
-
-static void timed_wait_fire(struct weft__timer *tm)
-{
-    weft__wait_complete(&((struct timed_wait *)tm)->wait, TIMED_OUT);
-}
-
-/* Stop publishing s in m; after this no finisher touches it. */
-static void multi_unpublish(struct multi *m, struct timed_wait *s)
+/* Stop publishing w in m; after this no finisher touches it. */
+static void multi_unpublish(struct multi *m, struct weft__wait *w)
 {
     weft__spin_lock(&m->lock);
-    if (m->wait == &s->wait)
+    if (m->wait == w)
         m->wait = NULL;
     weft__spin_unlock(&m->lock);
 }
 
 /* Wait until `threshold` tasks of m have finished. Returns 0, TIMED_OUT
- * at deadline_ns, or the caller's -ECANCELED / -ETIMEDOUT. */
+ * at deadline_ns, -ENOMEM, or the caller's -ECANCELED / -ETIMEDOUT. */
 static int multi_wait(struct multi *m, uint32_t threshold, int64_t deadline_ns)
 {
     if (multi_ndone(m) >= threshold)
         return 0;
     if (deadline_ns <= weft__now_ns())
         return TIMED_OUT;
-    struct timed_wait s;
-    weft__wait_init(&s.wait, NULL, NULL);
-    int err = weft__wait_arm(&s.wait);
-    if (err) {
-        weft__wait_abandon(&s.wait);
-        return err;
+    struct weft__wait w;
+    weft__wait_init(&w, NULL, NULL);
+    int rc = weft__wait_arm(&w);
+    if (rc) {
+        weft__wait_abandon(&w);
+        return rc;
     }
     weft__spin_lock(&m->lock);
     bool ready = m->ndone >= threshold;
     if (!ready) {
-        m->wait = &s.wait;
+        m->wait = &w;
         m->threshold = threshold;
     }
     weft__spin_unlock(&m->lock);
-    s.timer.deadline_ns = deadline_ns;
-    s.timer.fire = timed_wait_fire;
-    bool timed = deadline_ns != WEFT__NEVER;
-    if (ready || (timed && (err = weft__timer_add(weft_runtime_current(),
-                                                  &s.timer)) < 0)) {
-        multi_unpublish(m, &s);
-        weft__wait_disarm(&s.wait);
-        weft__wait_abandon(&s.wait);
-        return err;
+    if (ready) {
+        weft__wait_disarm(&w);
+        weft__wait_abandon(&w);
+        return 0;
     }
-    weft__wait_block(&s.wait);
-    weft__wait_disarm(&s.wait);
-    multi_unpublish(m, &s);
-    if (timed && s.wait.result != TIMED_OUT)
-        weft__timer_del(weft_runtime_current(), &s.timer);
-    if (s.wait.result < 0)
-        return weft__check_interrupt();
-    return s.wait.result;
+    rc = weft__wait_block_until(&w, deadline_ns);
+    multi_unpublish(m, &w);
+    if (rc == -ENOMEM)
+        weft__wait_abandon(&w);
+    else if (rc < 0)
+        rc = weft__check_interrupt(); /* a cancel takes precedence */
+    return rc;
 }
 
 /* --------------------------------------------------------------------------
@@ -363,9 +347,7 @@ int weft_wait(weft_task **tasks, size_t n, double timeout, int return_when,
     if (!m)
         return err;
     uint32_t want = return_when == WEFT_WAIT_ALL_COMPLETED || n == 0 ? m->n : 1;
-    int64_t deadline =
-        isinf(timeout) ? WEFT__NEVER : weft__deadline_ns(weft_now() + timeout);
-    err = multi_wait(m, want, deadline);
+    err = multi_wait(m, want, weft__after_ns(timeout));
     /* Done tasks first, in the order they finished; then the rest in their
      * order. m->tasks keeps the original order for multi_release. */
     weft__spin_lock(&m->lock);
@@ -413,8 +395,7 @@ weft_as_completed *weft_as_completed_new(weft_task **tasks, size_t n,
         return NULL;
     }
     it->next = 0;
-    it->deadline_ns =
-        isinf(timeout) ? WEFT__NEVER : weft__deadline_ns(weft_now() + timeout);
+    it->deadline_ns = weft__after_ns(timeout);
     return it;
 }
 

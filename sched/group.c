@@ -17,13 +17,15 @@
 #include "sched/alloc.h"
 #include "sched/internal.h"
 
+#define GROUP_MAGIC  0x6e0e0e00u
 #define GROUP_OPEN   0x6e0e0e01u
 #define GROUP_WAITED 0x6e0e0e02u
 
 struct group {
+    uint32_t magic;   /* GROUP_MAGIC from init to destroy */
     weft_task *owner; /* immutable */
     weft_runtime *rt; /* immutable */
-    pthread_mutex_t *lock;
+    pthread_mutex_t lock;
     /* Under lock: */
     weft_task **members; /* members[next..n) not reaped yet */
     uint32_t n, cap, next;
@@ -39,6 +41,13 @@ static struct group *group_of(weft_group *g)
     return (struct group *)g;
 }
 
+/* Initialised and not destroyed (magic is written by init and destroy
+ * only, both by the owner, never concurrently with other calls). */
+static bool is_group(const struct group *g)
+{
+    return g && g->magic == GROUP_MAGIC;
+}
+
 int weft_group_init(weft_group *pg)
 {
     if (!pg)
@@ -47,11 +56,11 @@ int weft_group_init(weft_group *pg)
     if (!self)
         return -EPERM;
     struct group *g = group_of(pg);
-    *g = (struct group){.owner = self, .rt = self->rt, .state = GROUP_OPEN};
-    g->lock = weft__malloc(sizeof(*g->lock));
-    if (!g->lock)
-        return -ENOMEM;
-    pthread_mutex_init(g->lock, NULL);
+    *g = (struct group){.magic = GROUP_MAGIC,
+                        .owner = self,
+                        .rt = self->rt,
+                        .state = GROUP_OPEN};
+    pthread_mutex_init(&g->lock, NULL);
     return 0;
 }
 
@@ -60,12 +69,9 @@ static int append_locked(struct group *g, weft_task *t)
 {
     if (g->n == g->cap) {
         uint32_t cap = g->cap ? 2 * g->cap : 8;
-        weft_task **m = weft__malloc(cap * sizeof(*m));
+        weft_task **m = weft__realloc(g->members, cap * sizeof(*m));
         if (!m)
             return -ENOMEM;
-        for (uint32_t i = 0; i < g->n; i++)
-            m[i] = g->members[i];
-        weft__free(g->members);
         g->members = m;
         g->cap = cap;
     }
@@ -78,13 +84,13 @@ weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
 {
     struct group *g = group_of(pg);
     weft_task *self = weft_current();
-    if (!g || !fn || !g->lock || !self || self->rt != g->rt) {
+    if (!is_group(g) || !fn || !self || self->rt != g->rt) {
         errno = EINVAL;
         return NULL;
     }
-    pthread_mutex_lock(g->lock);
+    pthread_mutex_lock(&g->lock);
     bool open = g->state == GROUP_OPEN;
-    pthread_mutex_unlock(g->lock);
+    pthread_mutex_unlock(&g->lock);
     if (!open) {
         errno = EINVAL;
         return NULL;
@@ -94,11 +100,11 @@ weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
         return NULL;
     /* Not runnable yet, but visible to registry scans: atomic. */
     weft__store_rel_ptr(&t->joiner, WEFT__JOIN_CLAIMED);
-    pthread_mutex_lock(g->lock);
+    pthread_mutex_lock(&g->lock);
     int err = g->state == GROUP_OPEN ? append_locked(g, t) : -EINVAL;
     if (!err && g->cancelling)
         weft__faa_seq_u32(&t->cancel, 1); /* it will never run */
-    pthread_mutex_unlock(g->lock);
+    pthread_mutex_unlock(&g->lock);
     if (err) {
         /* The group was waited for meanwhile, or no memory. t never
          * starts: it finishes at once, and is reaped here. */
@@ -125,12 +131,12 @@ static void cancel_members_locked(struct group *g)
 int weft_group_cancel(weft_group *pg)
 {
     struct group *g = group_of(pg);
-    if (!g || !g->lock)
+    if (!is_group(g))
         return -EINVAL;
-    pthread_mutex_lock(g->lock);
+    pthread_mutex_lock(&g->lock);
     if (g->state == GROUP_OPEN)
         cancel_members_locked(g);
-    pthread_mutex_unlock(g->lock);
+    pthread_mutex_unlock(&g->lock);
     return 0;
 }
 
@@ -139,35 +145,37 @@ static void group_forward(struct weft__wait *w, int code)
 {
     (void)code;
     struct group *g = w->arg;
-    pthread_mutex_lock(g->lock);
+    pthread_mutex_lock(&g->lock);
     cancel_members_locked(g);
-    pthread_mutex_unlock(g->lock);
+    pthread_mutex_unlock(&g->lock);
 }
 
 int weft_group_wait(weft_group *pg)
 {
     struct group *g = group_of(pg);
-    if (!g || !g->lock || g->state != GROUP_OPEN)
+    if (!is_group(g))
         return -EINVAL;
     if (weft_current() != g->owner)
         return -EPERM;
+    if (g->state != GROUP_OPEN) /* the owner alone writes it */
+        return -EINVAL;
     int rc = 0;
     for (;;) {
-        pthread_mutex_lock(g->lock);
+        pthread_mutex_lock(&g->lock);
         if (g->next == g->n) {
             g->state = GROUP_WAITED; /* no more members from now on */
-            pthread_mutex_unlock(g->lock);
+            pthread_mutex_unlock(&g->lock);
             break;
         }
         weft_task *t = g->members[g->next];
-        pthread_mutex_unlock(g->lock);
+        pthread_mutex_unlock(&g->lock);
         /* Cannot fail: the group is t's one joiner. */
         (void)weft__join_done(t, WEFT__JOIN_CLAIMED, group_forward, g);
         /* Out of the members that weft_group_cancel may cancel before it
          * is freed. */
-        pthread_mutex_lock(g->lock);
+        pthread_mutex_lock(&g->lock);
         g->next++;
-        pthread_mutex_unlock(g->lock);
+        pthread_mutex_unlock(&g->lock);
         int e = weft__join_reap(t, NULL);
         if (e && !rc)
             rc = e;
@@ -179,15 +187,14 @@ int weft_group_wait(weft_group *pg)
 int weft_group_destroy(weft_group *pg)
 {
     struct group *g = group_of(pg);
-    if (!g || !g->lock)
+    if (!is_group(g))
         return -EINVAL;
-    pthread_mutex_lock(g->lock);
+    pthread_mutex_lock(&g->lock);
     bool busy = g->state == GROUP_OPEN && g->n > 0;
-    pthread_mutex_unlock(g->lock);
+    pthread_mutex_unlock(&g->lock);
     if (busy)
         return -EBUSY;
-    pthread_mutex_destroy(g->lock);
-    weft__free(g->lock);
+    pthread_mutex_destroy(&g->lock);
     weft__free(g->members);
     *g = (struct group){0};
     return 0;

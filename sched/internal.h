@@ -4,6 +4,7 @@
 #ifndef WEFT_SCHED_INTERNAL_H
 #define WEFT_SCHED_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -164,15 +165,12 @@ struct weft__done {
     void (*fn)(struct weft__done *d);
 };
 
-/* Wait until t has finished, as its one joiner (task.c). t->joiner must
- * hold `claim` (NULL, or WEFT__JOIN_CLAIMED for the claimer). With a hook,
- * the caller's interrupts go to hook(wait, code) under its lock while it
- * waits (weft__join_forward cancels the task in wait->arg). Returns 0, or
- * -EINVAL when another party already waits for t, or it is detached. */
-int weft__join_wait(weft_task *t, void *claim,
-                    void (*hook)(struct weft__wait *, int), void *arg);
-/* Run t inline if possible, else wait for it: weft_join without the reap.
- * Returns 0 once t is done, or -EINVAL as weft__join_wait. */
+/* Wait until t has finished, as its one joiner (task.c): run it inline if
+ * it has not started (worker.c), else park. t->joiner must hold `claim`
+ * (NULL, or WEFT__JOIN_CLAIMED for the claimer). The caller's interrupts
+ * go to hook(wait, code) under its lock while it waits (weft_join's hook
+ * cancels t). Returns 0 once t is done, or -EINVAL when another party
+ * already waits for t, or it is detached. */
 int weft__join_done(weft_task *t, void *claim,
                     void (*hook)(struct weft__wait *, int), void *arg);
 /* weft_join's body: weft__join_done, then weft__join_reap. */
@@ -184,12 +182,8 @@ int weft__join_task(weft_task *t, void *claim,
 weft_task *weft__task_new(weft_runtime *rt, weft_fn fn, void *arg,
                           const weft_task_opts *opts);
 void weft__task_start(weft_task *t);
-void weft__join_forward(struct weft__wait *w, int code);
 /* Free finished t's handle and return what weft_join returns for it. */
 int weft__join_reap(weft_task *t, void **result);
-/* The interrupt pending for the calling task t, as weft__check_interrupt,
- * without recording it as delivered. */
-int weft__task_pending(weft_task *t);
 
 /* A shard of the all-tasks registry: every task from spawn until its
  * handle is freed (weft__task_free). A spawn on a worker inserts into that
@@ -272,6 +266,23 @@ struct weft__scope {
     uint32_t expired; /* atomic: set by the timer thread or the task */
 };
 
+/* Whether one of t's own open scopes has expired. The task t only. */
+bool weft__scopes_expired(const weft_task *t);
+
+/* The interrupt of t's own: -ECANCELED (requests pending), -ETIMEDOUT
+ * (one of its scopes expired) or 0. The task t only; its inline parents'
+ * interrupts are cancel.c's business. */
+static inline int weft__own_interrupt(const weft_task *t)
+{
+    /* Relaxed: the count is read again under t->lock before t parks
+     * (weft__wait_arm); a request racing this look is seen there. */
+    if (weft__load_rlx_u32((uint32_t *)&t->cancel) & WEFT__CANCEL_COUNT)
+        return -ECANCELED;
+    if (__builtin_expect(t->scope != NULL, 0) && weft__scopes_expired(t))
+        return -ETIMEDOUT;
+    return 0;
+}
+
 /* weft__check_interrupt for the calling task t, with the common case (no
  * request, no scope, not inline) inline. */
 static inline int weft__task_interrupt_of(weft_task *t)
@@ -304,9 +315,6 @@ static inline bool weft__task_cancelled_before_start(weft_task *t)
     return __builtin_expect(weft__load_rlx_u32(&t->cancel) != 0, 0) &&
            weft__task_cancelled_before_start_slow(t);
 }
-/* Whether a scope of t or of a task t runs inline for has expired. The
- * task t only. */
-bool weft__scopes_expired(const weft_task *t);
 /* Close every scope t left open (their timers are removed). */
 void weft__scopes_close_all(weft_task *t);
 /* Cancel every task of rt that has not finished and has no request yet. */

@@ -34,58 +34,6 @@ void weft__waiter_abandon(struct weft__waiter *w);
 void weft__waiter_wake(struct weft__waiter *w);
 
 /* --------------------------------------------------------------------------
- * Interruptible waits (cancel.c)
- *
- * A wait that a cancellation or an expired timeout scope may end. It has
- * exactly one completer: the party that wins `claimed` (the event waited
- * for, a timer, or an interrupter) writes the result and wakes the waiter;
- * everyone else leaves it alone. So the waiter is resumed once, and every
- * party that can reach the wait must be done with it before the waiter
- * returns: sources reach it under their own lock or by a CAS that the
- * waiter undoes under the same protocol, interrupters under the waiting
- * task's lock (weft__wait_disarm takes it).
- *
- *   weft__wait_init(&w, NULL, NULL);         // before publishing &w
- *   if ((err = weft__wait_arm(&w)))          // interrupted already:
- *       return weft__wait_abandon(&w), err;  //   nothing was published
- *   publish &w to the source (a timer, a queue, ...);
- *   weft__wait_block(&w);                    // returns once completed
- *   weft__wait_disarm(&w);
- *   unpublish &w if w.result says the source did not complete it;
- *
- * With an `interrupt` hook, an interrupt calls the hook (under the task's
- * lock) instead of completing the wait: weft_join uses it to forward the
- * cancellation to the task it joins and go on waiting. weft__wait_arm then
- * calls the hook itself for an interrupt already pending, and keeps the
- * wait armed. Plain threads have nothing to interrupt: arm returns 0.
- */
-struct weft__wait {
-    struct weft__waiter waiter;
-    uint32_t claimed; /* atomic: 0 until the completer claims it */
-    int result;       /* written by the completer before it wakes */
-    void (*interrupt)(struct weft__wait *w, int code);
-    void *arg; /* for the hook */
-};
-
-void weft__wait_init(struct weft__wait *w,
-                     void (*interrupt)(struct weft__wait *, int), void *arg);
-int weft__wait_arm(struct weft__wait *w);
-void weft__wait_block(struct weft__wait *w);
-void weft__wait_disarm(struct weft__wait *w);
-/* Undo init + arm for a wait that will not block (arm returned an error,
- * or publishing failed). */
-void weft__wait_abandon(struct weft__wait *w);
-/* Claim w and wake its waiter with `result`. Returns false if another
- * party completed it first (then w must not be touched again). */
-bool weft__wait_complete(struct weft__wait *w, int result);
-
-/* The calling task's pending interrupt: -ECANCELED (cancellation
- * requested), -ETIMEDOUT (inside an expired scope) or 0; also 0 on a plain
- * thread. Every suspension point returns what this says, and it records
- * that a cancellation was delivered (see weft_join). */
-int weft__check_interrupt(void);
-
-/* --------------------------------------------------------------------------
  * Timers (timer.c): one heap per runtime, served by its timer thread.
  * fire() runs on the timer thread with the heap's lock held, so after
  * weft__timer_del returns it neither runs nor will.
@@ -102,8 +50,72 @@ struct weft__timer {
 int weft__timer_add(weft_runtime *rt, struct weft__timer *tm);
 /* Remove tm if it has not fired; harmless if it has or was never added. */
 void weft__timer_del(weft_runtime *rt, struct weft__timer *tm);
-/* Seconds (double, may be infinite) to a deadline in ns, saturating. */
+/* A deadline on weft_now()'s clock (double seconds, may be infinite) in
+ * ns, saturating at WEFT__NEVER. */
 int64_t weft__deadline_ns(double deadline);
+/* The deadline `seconds` (>= 0, may be infinite) from now. */
+int64_t weft__after_ns(double seconds);
+
+/* --------------------------------------------------------------------------
+ * Interruptible waits (cancel.c)
+ *
+ * A wait that a cancellation, an expired timeout scope or its own deadline
+ * may end. It has exactly one completer: the party that wins `claimed`
+ * (the event waited for, the deadline's timer, or an interrupter) writes
+ * the result and wakes the waiter; everyone else leaves it alone. So the
+ * waiter is resumed once, and every party that can reach the wait must be
+ * done with it before the waiter returns: sources reach it under their own
+ * lock or by a CAS that the waiter undoes under the same protocol,
+ * interrupters under the waiting task's lock (weft__wait_disarm takes it),
+ * the timer under the heap lock (weft__timer_del takes it).
+ *
+ *   weft__wait_init(&w, NULL, NULL);         // before publishing &w
+ *   if ((err = weft__wait_arm(&w)))          // interrupted already:
+ *       return weft__wait_abandon(&w), err;  //   nothing was published
+ *   publish &w to the source (a queue, a task's joiner field, ...);
+ *   rc = weft__wait_block_until(&w, deadline_ns);  // completed, disarmed
+ *   unpublish &w (under the source's protocol);
+ *   rc: what the source passed, WEFT__WAIT_TIMED_OUT, or the interrupt
+ *
+ * With an `interrupt` hook, an interrupt calls the hook (under the task's
+ * lock) instead of completing the wait: weft_join uses it to forward the
+ * cancellation to the task it joins and go on waiting. weft__wait_arm then
+ * calls the hook itself for an interrupt already pending, and keeps the
+ * wait armed. Plain threads have nothing to interrupt: arm returns 0.
+ */
+struct weft__wait {
+    struct weft__waiter waiter;
+    uint32_t claimed; /* atomic: 0 until the completer claims it */
+    int result;       /* written by the completer before it wakes */
+    void (*interrupt)(struct weft__wait *w, int code);
+    void *arg;                /* for the hook */
+    struct weft__timer timer; /* the deadline, while blocked with one */
+};
+
+/* The result a wait's deadline completes it with. */
+#define WEFT__WAIT_TIMED_OUT 1
+
+void weft__wait_init(struct weft__wait *w,
+                     void (*interrupt)(struct weft__wait *, int), void *arg);
+int weft__wait_arm(struct weft__wait *w);
+/* Block until w is completed, or until deadline_ns (WEFT__NEVER: no
+ * deadline; else tasks only), then disarm it and return w->result. Returns
+ * -ENOMEM without blocking (disarmed; the caller unpublishes w and calls
+ * weft__wait_abandon) when the deadline's timer cannot be added. */
+int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns);
+void weft__wait_disarm(struct weft__wait *w);
+/* Undo init + arm for a wait that will not block (arm returned an error,
+ * or publishing failed). */
+void weft__wait_abandon(struct weft__wait *w);
+/* Claim w and wake its waiter with `result`. Returns false if another
+ * party completed it first (then w must not be touched again). */
+bool weft__wait_complete(struct weft__wait *w, int result);
+
+/* The calling task's pending interrupt: -ECANCELED (cancellation
+ * requested), -ETIMEDOUT (inside an expired scope) or 0; also 0 on a plain
+ * thread. Every suspension point returns what this says, and it records
+ * that a cancellation was delivered (see weft_join). */
+int weft__check_interrupt(void);
 
 /* Monotonic clock in nanoseconds. */
 int64_t weft__now_ns(void);

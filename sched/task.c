@@ -103,12 +103,9 @@ bool weft__registry_orphan(weft_runtime *rt)
 static int shard_grow_locked(struct weft__shard *s)
 {
     uint32_t cap = s->cap ? 2 * s->cap : 64;
-    uintptr_t *slots = weft__malloc(cap * sizeof(*slots));
+    uintptr_t *slots = weft__realloc(s->slots, cap * sizeof(*slots));
     if (!slots)
         return -ENOMEM;
-    if (s->used)
-        memcpy(slots, s->slots, s->used * sizeof(*slots));
-    weft__free(s->slots);
     s->slots = slots;
     s->cap = cap;
     return 0;
@@ -309,14 +306,15 @@ static void join_done(struct weft__done *d)
     weft__wait_complete(&j->wait, 0);
 }
 
-void weft__join_forward(struct weft__wait *w, int code)
+/* weft_join's hook: the caller was interrupted, so t is cancelled. */
+static void join_forward(struct weft__wait *w, int code)
 {
     (void)code;
     weft_cancel(w->arg);
 }
 
-int weft__join_wait(weft_task *t, void *claim,
-                    void (*hook)(struct weft__wait *, int), void *arg)
+static int join_wait(weft_task *t, void *claim,
+                     void (*hook)(struct weft__wait *, int), void *arg)
 {
     /* Acquire: pairs with the exchange in weft__task_finish. */
     if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
@@ -336,8 +334,7 @@ int weft__join_wait(weft_task *t, void *claim,
         weft__wait_abandon(&j.wait);
         return seen == WEFT__JOIN_DONE ? 0 : -EINVAL;
     }
-    weft__wait_block(&j.wait);
-    weft__wait_disarm(&j.wait);
+    (void)weft__wait_block_until(&j.wait, WEFT__NEVER);
     return 0;
 }
 
@@ -369,7 +366,7 @@ int weft__join_done(weft_task *t, void *claim,
         if (ran)
             return ran > 0 ? 0 : -EINVAL;
     }
-    return weft__join_wait(t, claim, hook, arg);
+    return join_wait(t, claim, hook, arg);
 }
 
 int weft__join_task(weft_task *t, void *claim,
@@ -385,7 +382,7 @@ int weft_join(weft_task *t, void **result)
     struct weft__worker *w = weft__tls_worker;
     if (!t || (w && w->current == t))
         return -EINVAL;
-    return weft__join_task(t, NULL, weft__join_forward, t, result);
+    return weft__join_task(t, NULL, join_forward, t, result);
 }
 
 void weft_detach(weft_task *t)

@@ -64,9 +64,9 @@ static int scope_arm(struct weft__scope *s, int64_t deadline_ns)
     return weft__timer_add(s->task->rt, &s->timer);
 }
 
-int weft_timeout_enter_at(weft_timeout *scope, double deadline)
+static int enter_ns(weft_timeout *scope, int64_t deadline_ns)
 {
-    if (!scope || isnan(deadline))
+    if (!scope)
         return -EINVAL;
     weft_task *t = weft_current();
     if (!t)
@@ -77,7 +77,7 @@ int weft_timeout_enter_at(weft_timeout *scope, double deadline)
     s->task = t;
     s->expired = 0;
     s->timer.fire = scope_fire;
-    int err = scope_arm(s, weft__deadline_ns(deadline));
+    int err = scope_arm(s, deadline_ns);
     if (err < 0) {
         weft__free(s);
         return err;
@@ -88,11 +88,18 @@ int weft_timeout_enter_at(weft_timeout *scope, double deadline)
     return 0;
 }
 
+int weft_timeout_enter_at(weft_timeout *scope, double deadline)
+{
+    if (isnan(deadline))
+        return -EINVAL;
+    return enter_ns(scope, weft__deadline_ns(deadline));
+}
+
 int weft_timeout_enter(weft_timeout *scope, double seconds)
 {
     if (isnan(seconds) || seconds < 0)
         return -EINVAL;
-    return weft_timeout_enter_at(scope, weft_now() + seconds);
+    return enter_ns(scope, weft__after_ns(seconds));
 }
 
 /* The open scope of h, if it belongs to the calling task; else NULL. */

@@ -41,6 +41,15 @@ int64_t weft__deadline_ns(double deadline)
     return (int64_t)(deadline * 1e9);
 }
 
+int64_t weft__after_ns(double seconds)
+{
+    int64_t now = weft__now_ns();
+    double ns = seconds * 1e9;
+    if (!(ns < (double)(WEFT__NEVER - now))) /* also infinity */
+        return WEFT__NEVER;
+    return now + (int64_t)ns;
+}
+
 double weft_now(void)
 {
     return (double)weft__now_ns() / 1e9;
@@ -104,12 +113,9 @@ static void heap_remove(struct weft__timers *h, struct weft__timer *t)
 static int heap_grow(struct weft__timers *h)
 {
     uint32_t cap = h->cap ? 2 * h->cap : 256;
-    struct weft__timer **heap = weft__malloc(cap * sizeof(*heap));
+    struct weft__timer **heap = weft__realloc(h->heap, cap * sizeof(*heap));
     if (!heap)
         return -ENOMEM;
-    for (uint32_t i = 0; i < h->len; i++)
-        heap[i] = h->heap[i];
-    weft__free(h->heap);
     h->heap = heap;
     h->cap = cap;
     return 0;
@@ -226,17 +232,6 @@ void weft__timers_stop(weft_runtime *rt)
  * Sleeping
  */
 
-struct sleep_wait {
-    struct weft__timer timer; /* first: fire() gets it */
-    struct weft__wait wait;
-};
-
-static void sleep_fire(struct weft__timer *tm)
-{
-    struct sleep_wait *s = (struct sleep_wait *)tm;
-    weft__wait_complete(&s->wait, 0);
-}
-
 static void thread_sleep_until(int64_t deadline_ns)
 {
     if (deadline_ns == WEFT__NEVER)
@@ -256,28 +251,20 @@ static int sleep_until_ns(int64_t deadline_ns)
     }
     if (deadline_ns <= weft__now_ns())
         return weft_yield();
-    struct sleep_wait s;
-    weft__wait_init(&s.wait, NULL, NULL);
-    int err = weft__wait_arm(&s.wait);
-    if (err) {
-        weft__wait_abandon(&s.wait);
-        return err;
-    }
-    s.timer.deadline_ns = deadline_ns;
-    s.timer.fire = sleep_fire;
-    if (deadline_ns != WEFT__NEVER &&
-        (err = weft__timer_add(t->rt, &s.timer)) < 0) {
-        weft__wait_disarm(&s.wait);
-        weft__wait_abandon(&s.wait);
-        return err;
-    }
-    weft__wait_block(&s.wait);
-    weft__wait_disarm(&s.wait);
-    if (s.wait.result == 0)
-        return 0; /* the timer fired: it is out of the heap */
-    if (deadline_ns != WEFT__NEVER)
-        weft__timer_del(t->rt, &s.timer);
-    return weft__check_interrupt();
+    struct weft__wait w;
+    weft__wait_init(&w, NULL, NULL);
+    int rc = weft__wait_arm(&w);
+    if (rc == 0)
+        rc = weft__wait_block_until(&w, deadline_ns);
+    else
+        weft__wait_abandon(&w);
+    if (rc == WEFT__WAIT_TIMED_OUT) /* slept the whole time */
+        return 0;
+    if (rc == -ENOMEM)
+        weft__wait_abandon(&w);
+    /* Else an interrupt: a real cancel, which may have arrived since,
+     * takes precedence over an expired scope. */
+    return rc == -ENOMEM ? rc : weft__check_interrupt();
 }
 
 int weft_sleep_until(double deadline)
@@ -293,11 +280,5 @@ int weft_sleep(double seconds)
         return -EINVAL;
     if (seconds == 0)
         return weft_current() ? weft_yield() : 0;
-    if (isinf(seconds))
-        return sleep_until_ns(WEFT__NEVER);
-    int64_t now = weft__now_ns();
-    double ns = seconds * 1e9;
-    if (ns >= (double)(WEFT__NEVER - now))
-        return sleep_until_ns(WEFT__NEVER);
-    return sleep_until_ns(now + (int64_t)ns);
+    return sleep_until_ns(weft__after_ns(seconds));
 }

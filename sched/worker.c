@@ -591,10 +591,11 @@ static void *worker_main(void *arg)
  * after the unlock it touches neither. (Workers of rt need no such care:
  * weft_runtime_free joins them before it frees anything.) Lock order:
  * inject.lock, then idle_lock inside weft__notify. */
-static void inject_from_outside(weft_runtime *rt, weft_task *t)
+static void inject_from_outside(weft_runtime *rt, weft_task *first,
+                                weft_task *last, uint64_t n)
 {
     pthread_mutex_lock(&rt->inject.lock);
-    weft__inject_push_locked(&rt->inject, t, t, 1);
+    weft__inject_push_locked(&rt->inject, first, last, n);
     weft__notify(rt);
     pthread_mutex_unlock(&rt->inject.lock);
 }
@@ -605,11 +606,7 @@ void weft__batch_flush(struct weft__batch *b)
 {
     if (!b->head)
         return;
-    weft_runtime *rt = b->rt;
-    pthread_mutex_lock(&rt->inject.lock);
-    weft__inject_push_locked(&rt->inject, b->head, b->tail, b->n);
-    weft__notify(rt);
-    pthread_mutex_unlock(&rt->inject.lock);
+    inject_from_outside(b->rt, b->head, b->tail, b->n);
     b->head = b->tail = NULL;
     b->n = 0;
 }
@@ -646,7 +643,7 @@ void weft__task_enqueue(weft_task *t)
         }
         return;
     }
-    inject_from_outside(rt, t);
+    inject_from_outside(rt, t, t, 1);
 }
 
 void weft__task_submit(weft_task *t)
@@ -659,7 +656,7 @@ void weft__task_submit(weft_task *t)
             weft__notify(rt);
         return;
     }
-    inject_from_outside(rt, t);
+    inject_from_outside(rt, t, t, 1);
 }
 
 /* --------------------------------------------------------------------------
@@ -712,8 +709,7 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
      * here: walking self's inline parents on every inline run made
      * fib(30) 2.5x slower. Their interrupts reach c at its first
      * suspension point instead (cancel.c). */
-    if (WEFT_UNLIKELY(weft__load_rlx_u32(&self->cancel) & WEFT__CANCEL_COUNT ||
-                      (self->scope && weft__scopes_expired(self))))
+    if (WEFT_UNLIKELY(weft__own_interrupt(self)))
         (void)weft_cancel(c);
     if (WEFT_UNLIKELY(weft__task_cancelled_before_start(c)))
         return weft__task_finish_inline(w, c, claim);
