@@ -20,13 +20,16 @@
  * registry shard lock, which weft__runtime_cancel_all holds around
  * weft_cancel.
  *
- * Tasks run inline on their joiner's stack (worker.c) take part too: the
- * joiner's t->wait then holds the inline child, tagged with the low bit,
- * while the child is parked, so cancelling the joiner cancels the child;
- * and a child that finds one of its inline parents interrupted at a
- * suspension point takes that as one cancellation of its own
- * (WEFT__CANCEL_FORWARDED, at most once), as weft_join's forwarding would
- * have done had the child run on its own stack.
+ * Tasks run inline on their joiner's stack (worker.c) take part too, so
+ * that each interrupt of the joiner reaches the child as one request, as
+ * weft_join's hook would forward it had the child run on its own stack.
+ * Every interrupt bumps the task's EPOCH; the child records in SEEN the
+ * joiner's EPOCH up to which it has been forwarded (forward_to). While the
+ * child is parked, the joiner's t->wait holds it, tagged with the low bit,
+ * and the joiner's interrupter forwards at once; while the child runs, it
+ * catches up at its next suspension point (sync_parents). Publishing the
+ * child on every inline run instead would put two atomics on the
+ * fork-join path.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -39,39 +42,87 @@
  * The interrupt state of the calling task
  */
 
-static bool ancestors_interrupted(const weft_task *t)
+static uint32_t epoch_of(uint32_t c)
 {
-    for (const weft_task *p = t->parent; p; p = p->parent)
-        if (weft__own_interrupt(p))
-            return true;
-    return false;
+    return (c >> WEFT__CANCEL_EPOCH_SHIFT) & 0xffu;
 }
 
-/* Take an inline parent's interrupt as one cancellation of t, unless one
- * was forwarded already. */
-static bool forward_once(weft_task *t)
+/* c after one more interrupt: EPOCH + 1, mod 256 (no carry into SEEN). */
+static uint32_t with_interrupt(uint32_t c)
+{
+    uint32_t e = (epoch_of(c) + 1) & 0xffu;
+    return (c & ~(0xffu << WEFT__CANCEL_EPOCH_SHIFT)) |
+           (e << WEFT__CANCEL_EPOCH_SHIFT);
+}
+
+/* c after one more cancellation request (the count saturates). */
+static uint32_t with_request(uint32_t c)
+{
+    if ((c & WEFT__CANCEL_COUNT) != WEFT__CANCEL_COUNT)
+        c++;
+    return with_interrupt(c);
+}
+
+/* Replace t->cancel by f(t->cancel). Seq CAS: cancellers, interrupters
+ * and the task itself change the word concurrently. */
+static void update(weft_task *t, uint32_t (*f)(uint32_t))
 {
     for (;;) {
         uint32_t c = weft__load_rlx_u32(&t->cancel);
-        if (c & WEFT__CANCEL_FORWARDED)
+        if (weft__cas_seq_u32(&t->cancel, c, f(c)))
+            return;
+    }
+}
+
+/* Forward to t, as one request, the interrupts of its inline parent up to
+ * the parent's EPOCH e, unless t has them already (SEEN == e). Returns
+ * whether it did. Each interrupt of the parent is forwarded once, whether
+ * the parent's interrupter does it (t parked: weft__task_interrupt) or t
+ * itself at a suspension point (sync_parents), as weft_join's hook would
+ * forward each one had t run on its own stack. */
+static bool forward_to(weft_task *t, uint32_t e)
+{
+    for (;;) {
+        uint32_t c = weft__load_rlx_u32(&t->cancel);
+        if ((c >> WEFT__CANCEL_SEEN_SHIFT) == e)
             return false;
-        /* Seq CAS: cancellers and interrupters change the word too. */
-        if (weft__cas_seq_u32(&t->cancel, c, (c + 1) | WEFT__CANCEL_FORWARDED))
+        uint32_t n = (with_request(c) & ~(0xffu << WEFT__CANCEL_SEEN_SHIFT)) |
+                     (e << WEFT__CANCEL_SEEN_SHIFT);
+        if (weft__cas_seq_u32(&t->cancel, c, n))
             return true;
+    }
+}
+
+/* Bring t up to date with the interrupts of its inline parents, the
+ * outermost first. The parents are suspended in run_inline below t on the
+ * same stack, so the chain is stable while t runs. */
+static void sync_parents(weft_task *t)
+{
+    weft_task *p = t->parent;
+    if (!p)
+        return;
+    sync_parents(p);
+    forward_to(t, epoch_of(weft__load_rlx_u32(&p->cancel)));
+}
+
+void weft__inline_adopt_slow(weft_task *t, const weft_task *parent)
+{
+    uint32_t e = epoch_of(weft__load_rlx_u32((uint32_t *)&parent->cancel));
+    for (;;) {
+        uint32_t c = weft__load_rlx_u32(&t->cancel);
+        uint32_t n = (c & ~(0xffu << WEFT__CANCEL_SEEN_SHIFT)) |
+                     (e << WEFT__CANCEL_SEEN_SHIFT);
+        if (weft__cas_seq_u32(&t->cancel, c, n))
+            return;
     }
 }
 
 /* t is the calling task. */
 static int pending(weft_task *t)
 {
-    int code = weft__own_interrupt(t);
-    if (code)
-        return code;
-    if (WEFT_UNLIKELY(t->parent) &&
-        !(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_FORWARDED) &&
-        ancestors_interrupted(t) && forward_once(t))
-        return -ECANCELED;
-    return 0;
+    if (WEFT_UNLIKELY(t->parent))
+        sync_parents(t);
+    return weft__own_interrupt(t);
 }
 
 /* Record that a suspension point reported the cancellation: from now on,
@@ -212,15 +263,15 @@ bool weft__wait_complete(struct weft__wait *w, int result)
  * Interrupting a task
  */
 
-void weft__task_interrupt(weft_task *t, int code)
+/* Interrupt t's published wait, under t->lock. */
+static void interrupt_wait(weft_task *t, int code)
 {
     weft__spin_lock(&t->lock);
     void *x = t->wait;
     if ((uintptr_t)x & INLINE_TAG) {
-        /* Forwarded now, so the child must not forward it again. */
         weft_task *child = (weft_task *)((uintptr_t)x & ~INLINE_TAG);
-        weft__or_seq_u32(&child->cancel, WEFT__CANCEL_FORWARDED);
-        (void)weft_cancel(child);
+        if (forward_to(child, epoch_of(weft__load_rlx_u32(&t->cancel))))
+            interrupt_wait(child, -ECANCELED);
     } else if (x) {
         struct weft__wait *w = x;
         if (w->interrupt)
@@ -231,6 +282,13 @@ void weft__task_interrupt(weft_task *t, int code)
     weft__spin_unlock(&t->lock);
 }
 
+void weft__task_interrupt(weft_task *t, int code)
+{
+    /* Counted before taking t->lock: see the top of this file. */
+    update(t, code == -ECANCELED ? with_request : with_interrupt);
+    interrupt_wait(t, code);
+}
+
 int weft_cancel(weft_task *t)
 {
     if (!t)
@@ -238,8 +296,6 @@ int weft_cancel(weft_task *t)
     /* Acquire: a finished task is reported as such, with its result. */
     if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
         return -ESRCH;
-    /* Seq RMW, before taking t->lock: see the top of this file. */
-    weft__faa_seq_u32(&t->cancel, 1);
     weft__task_interrupt(t, -ECANCELED);
     return 0;
 }

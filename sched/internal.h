@@ -96,11 +96,20 @@ enum {
 #define WEFT__JOIN_CLAIMED   ((void *)3)
 #define WEFT__JOIN_SENTINELS 3u /* values up to this are not listeners */
 
-/* Bits of weft_task.cancel, besides the request count in the low bits. */
-#define WEFT__CANCEL_COUNT     0x00ffffffu
-#define WEFT__CANCEL_FORWARDED (1u << 24) /* an inline parent's interrupt */
-#define WEFT__CANCEL_DELIVERED (1u << 25) /* a suspension point said so */
-#define WEFT__CANCEL_ENDED     (1u << 26) /* the task ended cancelled */
+/* weft_task.cancel, one atomic word (cancel.c):
+ *   bits 0-13   pending cancellation requests (saturating)
+ *   bit 14      DELIVERED: a suspension point reported the cancellation
+ *   bit 15      ENDED: the task ended cancelled
+ *   bits 16-23  EPOCH: interrupts so far (requests and scope expiries),
+ *               mod 256
+ *   bits 24-31  SEEN: the EPOCH of the inline parent (the task on whose
+ *               stack this one runs) up to which its interrupts have been
+ *               forwarded to this task */
+#define WEFT__CANCEL_COUNT       0x00003fffu
+#define WEFT__CANCEL_DELIVERED   (1u << 14)
+#define WEFT__CANCEL_ENDED       (1u << 15)
+#define WEFT__CANCEL_EPOCH_SHIFT 16
+#define WEFT__CANCEL_SEEN_SHIFT  24
 
 /* A task is 112 bytes (a mimalloc size class): first what changes while it
  * runs (written by the worker running it, its joiner and its cancellers),
@@ -294,8 +303,22 @@ static inline int weft__task_interrupt_of(weft_task *t)
     return weft__check_interrupt();
 }
 
-/* Interrupt t's current wait with -ECANCELED or -ETIMEDOUT (its hook, or
- * completing it). Any thread, with nothing of t's held. */
+/* t starts to run inline on parent's stack (worker.c): only interrupts of
+ * parent from now on are forwarded to it. Both tasks are the caller's. */
+void weft__inline_adopt_slow(weft_task *t, const weft_task *parent);
+static inline void weft__inline_adopt(weft_task *t, const weft_task *parent)
+{
+    /* Relaxed: an interrupt of parent racing the start is forwarded or
+     * not, as it would race a join that has not parked yet. */
+    if (__builtin_expect(weft__load_rlx_u32((uint32_t *)&parent->cancel) >>
+                             WEFT__CANCEL_EPOCH_SHIFT,
+                         0))
+        weft__inline_adopt_slow(t, parent);
+}
+
+/* Count an interrupt of t (a request for -ECANCELED, a scope expiry for
+ * -ETIMEDOUT) and interrupt its current wait: its hook, or completing it.
+ * Any thread, with nothing of t's held. */
 void weft__task_interrupt(weft_task *t, int code);
 /* t (the calling task) has returned from its body: close scopes it left
  * open, and record whether it ended cancelled. */

@@ -358,9 +358,13 @@ int weft__join_done(weft_task *t, void *claim,
      * parking (worker.c). Only worth looking for while t is still new:
      * a started task can never run inline, and most joins of a spawn burst
      * find their task finished. `where` is a relaxed snapshot, so it may
-     * say NEW a moment too long, which costs only the search. */
+     * say NEW a moment too long, which costs only the search.
+     * Only plain joins: while a gather or a group runs a member inline,
+     * its hook (cancel every member) could not run on an interrupt, as
+     * the inline child, not the hook's wait, is what the owner publishes
+     * (cancel.c). */
     struct weft__worker *w = weft__tls_worker;
-    if (w && w->current && w->rt == t->rt &&
+    if (hook == join_forward && w && w->current && w->rt == t->rt &&
         (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW) {
         int ran = weft__join_run_inline(t, claim);
         if (ran)

@@ -718,6 +718,7 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
     /* The same field: c's suspension points look at self's interrupts,
      * and c's waits are reachable from self's (cancel.c). */
     c->parent = self;
+    weft__inline_adopt(c, self);
     set_where(self, (int)w->index, WEFT_TASK_WAITING);
     set_where(c, (int)w->index, WEFT_TASK_RUNNING);
     w->current = c;

@@ -532,6 +532,64 @@ START_TEST(child_that_uncancels_a_forwarded_cancel_finishes_normally)
 }
 END_TEST
 
+/* Every cancel of a joiner reaches the child it runs inline, not only the
+ * first: the child withdraws the first one, then gets the second, whether
+ * it is parked when it comes (_i == 0) or running (_i == 1). */
+static weft_task *twice_child_task;
+static atomic_int twice_stage;
+static int twice_rc[2];
+
+static void *twice_child(void *arg)
+{
+    bool running = arg != NULL;
+    twice_rc[0] = weft_sleep(WEFT_FOREVER);
+    TU_ASSERT_INT_EQ(weft_uncancel(), 0);
+    atomic_store(&twice_stage, 1);
+    if (running) /* yield while the second cancel comes */
+        while (atomic_load(&twice_stage) == 1 && weft_yield() == 0)
+            ;
+    twice_rc[1] = weft_sleep(WEFT_FOREVER);
+    return NULL;
+}
+
+static void *twice_joiner(void *arg)
+{
+    twice_child_task = weft_spawn(twice_child, arg);
+    TU_ASSERT(twice_child_task != NULL);
+    /* One worker, the child just spawned: the join runs it inline. */
+    return (void *)(intptr_t)weft_join(twice_child_task, NULL);
+}
+
+static void *twice_main(void *arg)
+{
+    weft_task *p = weft_spawn(twice_joiner, arg);
+    ck_assert_ptr_nonnull(p);
+    while (!__atomic_load_n(&twice_child_task, __ATOMIC_ACQUIRE))
+        tu_yield();
+    tu_wait_until_waiting(NULL, twice_child_task);
+    ck_assert_int_eq(weft_cancel(p), 0);
+    while (atomic_load(&twice_stage) == 0)
+        tu_yield();
+    if (!arg)
+        tu_wait_until_waiting(NULL, twice_child_task);
+    ck_assert_int_eq(weft_cancel(p), 0);
+    atomic_store(&twice_stage, 2);
+    /* The joiner ends cancelled (its join said so); a lost second cancel
+     * would have left it waiting: -ETIMEDOUT. */
+    ck_assert_int_eq(weft_wait_for(p, 10.0, NULL), -ECANCELED);
+    return NULL;
+}
+
+START_TEST(every_cancel_of_a_joiner_reaches_the_child_it_runs_inline)
+{
+    twice_child_task = NULL;
+    atomic_store(&twice_stage, 0);
+    tu_run_in(1, twice_main, _i ? (void *)1 : NULL);
+    ck_assert_int_eq(twice_rc[0], -ECANCELED);
+    ck_assert_int_eq(twice_rc[1], -ECANCELED);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
     Suite *s = suite_create("cancel");
@@ -560,6 +618,8 @@ static Suite *cancel_suite(void)
     tcase_add_test(tc, task_that_uncancels_and_returns_finishes_normally);
     tcase_add_loop_test(
         tc, child_that_uncancels_a_forwarded_cancel_finishes_normally, 0, 2);
+    tcase_add_loop_test(
+        tc, every_cancel_of_a_joiner_reaches_the_child_it_runs_inline, 0, 2);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
     return s;

@@ -172,6 +172,71 @@ START_TEST(gather_cancels_children_when_caller_is_cancelled)
 }
 END_TEST
 
+/* The first child, run while the gather waits for it, outlives the
+ * cancel and waits for its sibling to end: the caller's cancel must have
+ * reached the sibling too, not only the child the gather waits for. */
+static atomic_int sib_ended, sib_seen;
+static int sib_rc;
+
+static void *waits_for_sibling(void *arg)
+{
+    (void)arg;
+    TU_ASSERT_INT_EQ(weft_sleep(WEFT_FOREVER), -ECANCELED);
+    TU_ASSERT_INT_EQ(weft_uncancel(), 0);
+    double t0 = weft_now();
+    while (!atomic_load(&sib_ended) && weft_now() - t0 < 5.0)
+        TU_ASSERT_INT_EQ(weft_yield(), 0);
+    atomic_store(&sib_seen, atomic_load(&sib_ended));
+    return NULL;
+}
+
+static void *sibling(void *arg)
+{
+    (void)arg;
+    sib_rc = weft_sleep(WEFT_FOREVER);
+    atomic_store(&sib_ended, 1);
+    return NULL;
+}
+
+static weft_task *sib_kids[2];
+
+static void *gathers_at_once(void *arg)
+{
+    (void)arg;
+    weft_task *kids[2] = {weft_spawn(waits_for_sibling, NULL),
+                          weft_spawn(sibling, NULL)};
+    TU_ASSERT(kids[0] && kids[1]);
+    __atomic_store_n(&sib_kids[0], kids[0], __ATOMIC_RELEASE);
+    sib_kids[1] = kids[1];
+    int errs[2];
+    return (void *)(intptr_t)weft_gather(kids, 2, NULL, errs);
+}
+
+static void *gather_sibling_main(void *arg)
+{
+    (void)arg;
+    weft_task *p = weft_spawn(gathers_at_once, NULL);
+    ck_assert_ptr_nonnull(p);
+    while (!__atomic_load_n(&sib_kids[0], __ATOMIC_ACQUIRE))
+        tu_yield();
+    tu_wait_until_waiting(NULL, sib_kids[0]);
+    tu_wait_until_waiting(NULL, sib_kids[1]);
+    ck_assert_int_eq(weft_cancel(p), 0);
+    ck_assert_int_eq(weft_join(p, NULL), -ECANCELED);
+    ck_assert_int_eq(atomic_load(&sib_seen), 1); /* not after 5 s */
+    ck_assert_int_eq(sib_rc, -ECANCELED);
+    return NULL;
+}
+
+START_TEST(gather_cancel_reaches_every_child_while_the_first_runs)
+{
+    atomic_store(&sib_ended, 0);
+    atomic_store(&sib_seen, 0);
+    sib_kids[0] = sib_kids[1] = NULL;
+    tu_run_in(1, gather_sibling_main, NULL);
+}
+END_TEST
+
 static void *gather_bad_main(void *arg)
 {
     (void)arg;
@@ -644,6 +709,7 @@ static Suite *combinators_suite(void)
     TCase *tc = tcase_create("gather");
     tcase_add_test(tc, gather_returns_results_and_per_task_errors);
     tcase_add_test(tc, gather_cancels_children_when_caller_is_cancelled);
+    tcase_add_test(tc, gather_cancel_reaches_every_child_while_the_first_runs);
     tcase_add_test(tc,
                    gather_with_bad_input_fails_with_einval_and_joins_nothing);
     tcase_add_test(tc, gather_of_a_task_joined_elsewhere_fails_with_einval);
