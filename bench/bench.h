@@ -127,13 +127,11 @@ void bench_result_print(const struct bench_cell *cell,
 weft_runtime *bench_weft_new(unsigned workers);
 
 /* Run fn(arg) as a task of a fresh runtime of `workers` workers. Stores
- * its result in *result, the wall time of weft_runtime_run in *ns, and the
- * runtime's counters in *stats (may be NULL). Returns 0 or -errno. */
+ * its result in *result and the wall time of weft_runtime_run in *ns (each
+ * may be NULL), and adds the counters that tell what the scheduler did to
+ * res's extras (if res is not NULL). Returns 0 or -errno. */
 int bench_weft_run(unsigned workers, weft_fn fn, void *arg, void **result,
-                   int64_t *ns, weft_stats *stats);
-
-/* Add the weft counters that tell what the scheduler did. */
-void bench_extra_stats(struct bench_result *res, const weft_stats *s);
+                   int64_t *ns, struct bench_result *res);
 
 /* Pin the calling thread to the first CPU it may run on, so that two
  * threads (or processes) pinned this way take turns on one core. Returns 0

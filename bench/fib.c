@@ -95,13 +95,11 @@ static int run_weft(const struct bench_cell *c, uint64_t *value, int64_t *ns,
                     struct bench_result *res)
 {
     void *r = NULL;
-    weft_stats st;
     int err = bench_weft_run(c->workers, weft_fib, (void *)(uintptr_t)c->n, &r,
-                             ns, &st);
+                             ns, res);
     if (err < 0)
         return err;
     *value = (uintptr_t)r;
-    bench_extra_stats(res, &st);
     return 0;
 }
 

@@ -171,17 +171,6 @@ static void *weft_main(void *arg)
     return NULL;
 }
 
-static int run_weft(const struct bench_cell *c, struct sleepers *s,
-                    struct bench_result *res)
-{
-    int64_t ns;
-    weft_stats st;
-    int err = bench_weft_run(c->workers, weft_main, s, NULL, &ns, &st);
-    if (err == 0)
-        bench_extra_stats(res, &st);
-    return err;
-}
-
 /* ---------------------------------------------------------------------------
  * thread */
 
@@ -337,7 +326,7 @@ static int sleepers_run(const struct bench_cell *c, struct bench_result *res)
     if (c->workers > WEFT_MAX_WORKERS || c->workers == 0 || c->n == 0)
         return -EINVAL;
     if (strcmp(c->mode, "weft") == 0)
-        err = run_weft(c, &s, res);
+        err = bench_weft_run(c->workers, weft_main, &s, NULL, NULL, res);
     else if (strcmp(c->mode, "thread") == 0)
         err = run_threads(&s);
     else if (strcmp(c->mode, "process") == 0)

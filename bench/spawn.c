@@ -71,16 +71,6 @@ static void *weft_main(void *arg)
     return NULL;
 }
 
-static int run_weft(const struct bench_cell *c, struct spawn_job *job,
-                    int64_t *ns, struct bench_result *res)
-{
-    weft_stats st;
-    int err = bench_weft_run(c->workers, weft_main, job, NULL, ns, &st);
-    if (err == 0)
-        bench_extra_stats(res, &st);
-    return err;
-}
-
 /* ---------------------------------------------------------------------------
  * thread */
 
@@ -230,7 +220,7 @@ static int spawn_run(const struct bench_cell *c, struct bench_result *res)
     if (c->workers > WEFT_MAX_WORKERS || c->workers == 0)
         return -EINVAL;
     if (strcmp(c->mode, "weft") == 0) {
-        err = run_weft(c, &job, &ns, res);
+        err = bench_weft_run(c->workers, weft_main, &job, NULL, &ns, res);
     } else {
         int64_t t0 = bench_now_ns();
         if (strcmp(c->mode, "thread") == 0)

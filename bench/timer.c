@@ -136,17 +136,6 @@ static void *weft_main(void *arg)
     return NULL;
 }
 
-static int run_weft(const struct bench_cell *c, struct timer_run *t,
-                    struct bench_result *res)
-{
-    int64_t ns;
-    weft_stats st;
-    int err = bench_weft_run(c->workers, weft_main, t, NULL, &ns, &st);
-    if (err == 0)
-        bench_extra_stats(res, &st);
-    return err;
-}
-
 /* ---------------------------------------------------------------------------
  * thread */
 
@@ -190,7 +179,7 @@ static int timer_run(const struct bench_cell *c, struct bench_result *res)
         return -ENOMEM;
     int err = 0;
     if (weft)
-        err = run_weft(c, &t, res);
+        err = bench_weft_run(c->workers, weft_main, &t, NULL, NULL, res);
     else
         take_samples(&t, os_sleep_1ms);
     if (err == 0) {

@@ -82,27 +82,7 @@ weft_runtime *bench_weft_new(unsigned workers)
     return rt;
 }
 
-int bench_weft_run(unsigned workers, weft_fn fn, void *arg, void **result,
-                   int64_t *ns, weft_stats *stats)
-{
-    weft_runtime *rt = bench_weft_new(workers);
-    if (!rt)
-        return -ENOMEM;
-    int64_t t0 = bench_now_ns();
-    int err = weft_runtime_run(rt, fn, arg, result);
-    *ns = bench_now_ns() - t0;
-    if (err < 0)
-        bench_perror("weft_runtime_run", err);
-    if (stats && err == 0) {
-        err = weft_stats_get(rt, stats);
-        if (err < 0)
-            bench_perror("weft_stats_get", err);
-    }
-    weft_runtime_free(rt);
-    return err;
-}
-
-void bench_extra_stats(struct bench_result *res, const weft_stats *s)
+static void extra_stats(struct bench_result *res, const weft_stats *s)
 {
     bench_extra(res,
                 "switches=%llu steals=%llu inject_pops=%llu parks=%llu "
@@ -112,6 +92,30 @@ void bench_extra_stats(struct bench_result *res, const weft_stats *s)
                 (unsigned long long)s->total.inject_pops,
                 (unsigned long long)s->total.parks,
                 (unsigned long long)s->total.wakeups);
+}
+
+int bench_weft_run(unsigned workers, weft_fn fn, void *arg, void **result,
+                   int64_t *ns, struct bench_result *res)
+{
+    weft_runtime *rt = bench_weft_new(workers);
+    if (!rt)
+        return -ENOMEM;
+    int64_t t0 = bench_now_ns();
+    int err = weft_runtime_run(rt, fn, arg, result);
+    if (ns)
+        *ns = bench_now_ns() - t0;
+    if (err < 0)
+        bench_perror("weft_runtime_run", err);
+    weft_stats st;
+    if (res && err == 0) {
+        err = weft_stats_get(rt, &st);
+        if (err < 0)
+            bench_perror("weft_stats_get", err);
+        else
+            extra_stats(res, &st);
+    }
+    weft_runtime_free(rt);
+    return err;
 }
 
 int bench_pin_first_cpu(void)

@@ -109,14 +109,12 @@ static int run_weft(const struct bench_cell *c, struct turns *t,
                     struct bench_result *res)
 {
     int64_t ns;
-    weft_stats st;
     int err =
         bench_weft_run(c->workers, c->parties == 2 ? weft_main : weft_single, t,
-                       NULL, &ns, &st);
+                       NULL, &ns, res);
     if (err < 0)
         return err;
     res->ns_per_op = (double)ns / (double)c->n;
-    bench_extra_stats(res, &st);
     return 0;
 }
 

@@ -441,9 +441,9 @@ void weft__task_enqueue(weft_task *t);
  * queue at once. The tasks cannot run before the flush, so they stay
  * alive. */
 struct weft__batch {
-    weft_runtime *rt;
-    weft_task *head, *tail;
-    uint64_t n;
+    weft_runtime *rt;       /* immutable: only its tasks are collected */
+    weft_task *head, *tail; /* the owning thread only, linked by ->next */
+    uint64_t n;             /* the owning thread only */
 };
 extern __thread struct weft__batch *weft__tls_batch;
 void weft__batch_flush(struct weft__batch *b);
