@@ -59,6 +59,8 @@ static inline bool weft__cas_seq_u32(uint32_t *p, uint32_t old, uint32_t new_)
 #define weft__faa_seq_u32(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define weft__or_seq_u32(p, v)                                                 \
     ((void)__atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST))
+#define weft__and_seq_u32(p, v)                                                \
+    ((void)__atomic_fetch_and((p), (v), __ATOMIC_SEQ_CST))
 static inline bool weft__cas_seq_ptr_val(void *p, void *old, void *new_,
                                          void *seen)
 {
@@ -131,6 +133,7 @@ extern uint64_t weft__tsan_fence_word;
 #define weft__faa_seq_u64(p, v)    ck_pr_faa_64((p), (v))
 #define weft__faa_seq_u32(p, v)    ck_pr_faa_32((p), (v))
 #define weft__or_seq_u32(p, v)     ck_pr_or_32((p), (v))
+#define weft__and_seq_u32(p, v)    ck_pr_and_32((p), (v))
 /* CAS that stores the value it found in *seen (when it fails). */
 #define weft__cas_seq_ptr_val(p, o, n, seen)                                   \
     ck_pr_cas_ptr_value((p), (o), (n), (seen))
@@ -159,6 +162,7 @@ typedef pthread_spinlock_t weft__spinlock;
 #define weft__spin_lock(l)    pthread_spin_lock(l)
 #define weft__spin_trylock(l) (pthread_spin_trylock(l) == 0)
 #define weft__spin_unlock(l)  pthread_spin_unlock(l)
+#define weft__spin_locked(l)  false /* TSan: callers just try again */
 #else
 #include <ck_spinlock.h>
 typedef ck_spinlock_fas_t weft__spinlock;
@@ -166,6 +170,7 @@ typedef ck_spinlock_fas_t weft__spinlock;
 #define weft__spin_lock(l)    ck_spinlock_fas_lock(l)
 #define weft__spin_trylock(l) ck_spinlock_fas_trylock(l)
 #define weft__spin_unlock(l)  ck_spinlock_fas_unlock(l)
+#define weft__spin_locked(l)  ck_spinlock_fas_locked(l)
 #endif
 
 /* A counter written by one thread and read by others: a relaxed increment

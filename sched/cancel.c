@@ -208,20 +208,30 @@ static void deadline_fire(struct weft__timer *tm)
     weft__wait_complete(w, WEFT__WAIT_TIMED_OUT);
 }
 
+/* A plain thread's timed wait: the futex timeout plays the timer. */
+static int thread_block_until(struct weft__wait *w, int64_t deadline_ns)
+{
+    if (!weft__waiter_wait_until(&w->waiter, deadline_ns)) {
+        /* Timed out. A source may have completed w meanwhile; if so its
+         * result stands and its wake is on the way. */
+        weft__wait_complete(w, WEFT__WAIT_TIMED_OUT);
+        weft__waiter_wait(&w->waiter);
+    }
+    return w->result;
+}
+
 int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns)
 {
     weft_runtime *rt = w->waiter.task ? w->waiter.task->rt : NULL;
-    bool timed = deadline_ns != WEFT__NEVER;
-    WEFT_ASSERT(rt || !timed); /* thread waiters: no deadline yet */
-    if (timed) {
-        w->timer.deadline_ns = deadline_ns;
-        w->timer.fire = deadline_fire;
-        int err = weft__timer_add(rt, &w->timer);
-        if (err < 0) {
-            weft__wait_disarm(w);
-            return err;
-        }
-    }
+    if (deadline_ns == WEFT__NEVER)
+        return weft__wait_block(w);
+    if (!rt)
+        return thread_block_until(w, deadline_ns);
+    w->timer.deadline_ns = deadline_ns;
+    w->timer.fire = deadline_fire;
+    bool timed = weft__timer_add(rt, &w->timer) == 0;
+    if (!timed) /* the wait cannot be bounded: end it now, once */
+        weft__wait_complete(w, -ENOMEM);
     weft__waiter_wait(&w->waiter);
     weft__wait_disarm(w);
     /* If the timer did not complete w, it may still be in the heap. */
@@ -249,12 +259,19 @@ void weft__wait_abandon(struct weft__wait *w)
     weft__waiter_abandon(&w->waiter);
 }
 
-bool weft__wait_complete(struct weft__wait *w, int result)
+bool weft__wait_claim(struct weft__wait *w, int result)
 {
     /* Seq CAS: exactly one completer; the losers must not touch w. */
     if (!weft__cas_seq_u32(&w->claimed, 0, 1))
         return false;
     w->result = result; /* published by the wake's release */
+    return true;
+}
+
+bool weft__wait_complete(struct weft__wait *w, int result)
+{
+    if (!weft__wait_claim(w, result))
+        return false;
     weft__waiter_wake(&w->waiter);
     return true;
 }

@@ -304,9 +304,7 @@ static int multi_wait(struct multi *m, uint32_t threshold, int64_t deadline_ns)
     }
     rc = weft__wait_block_until(&w, deadline_ns);
     multi_unpublish(m, &w);
-    if (rc == -ENOMEM)
-        weft__wait_abandon(&w);
-    else if (rc < 0)
+    if (rc < 0 && rc != -ENOMEM)
         rc = weft__check_interrupt(); /* a cancel takes precedence */
     return rc;
 }

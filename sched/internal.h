@@ -366,6 +366,8 @@ struct weft__worker {
     weft_task *yield_tail;
     void *sched_sp;           /* the scheduler's saved context */
     enum weft__op op;         /* set by a task before it switches out */
+    weft_task *parked_out;    /* a task that switched straight to another
+                                 one to park: resumed_on() finishes it */
     bool spinning;            /* counted in rt->nr_spinning */
     uint64_t rng;             /* victim selection */
     uint64_t next_id, id_end; /* block of task ids */
@@ -487,9 +489,7 @@ uint64_t weft__runtime_alive(weft_runtime *rt);
 
 /* Futex wrappers (worker.c). The timed wait takes an absolute
  * CLOCK_MONOTONIC deadline (WEFT__NEVER: none). */
-void weft__futex_wait(uint32_t *addr, uint32_t val);
 void weft__futex_wait_until(uint32_t *addr, uint32_t val, int64_t deadline_ns);
-void weft__futex_wake(uint32_t *addr, int n);
 
 static inline bool weft__inject_is_empty(struct weft__inject *q)
 {

@@ -13,7 +13,10 @@
  *      weft__waiter_wake(&w);
  * If W finds it need not wait after all (it could not publish), it calls
  * weft__waiter_abandon(&w) instead of waiting. A wake that arrives before W
- * has finished switching away is not lost: see task_park() in worker.c.
+ * has finished switching away is not lost: see after_switch() in worker.c.
+ *
+ * Besides this header, other layers may include the two utility headers
+ * sched/atomic.h (atomics by memory order) and sched/alloc.h (the heap).
  */
 #ifndef WEFT_SCHED_SCHED_H
 #define WEFT_SCHED_SCHED_H
@@ -30,6 +33,9 @@ struct weft__waiter {
 
 void weft__waiter_prepare(struct weft__waiter *w);
 void weft__waiter_wait(struct weft__waiter *w);
+/* Plain threads only: wait until woken (true) or until deadline_ns on the
+ * monotonic clock has passed (false: not woken yet, a wake may follow). */
+bool weft__waiter_wait_until(struct weft__waiter *w, int64_t deadline_ns);
 void weft__waiter_abandon(struct weft__waiter *w);
 void weft__waiter_wake(struct weft__waiter *w);
 
@@ -98,24 +104,47 @@ struct weft__wait {
 void weft__wait_init(struct weft__wait *w,
                      void (*interrupt)(struct weft__wait *, int), void *arg);
 int weft__wait_arm(struct weft__wait *w);
-/* Block until w is completed, or until deadline_ns (WEFT__NEVER: no
- * deadline; else tasks only), then disarm it and return w->result. Returns
- * -ENOMEM without blocking (disarmed; the caller unpublishes w and calls
- * weft__wait_abandon) when the deadline's timer cannot be added. */
+/* Block until w is completed, or until deadline_ns (WEFT__NEVER: none),
+ * then disarm it and return w->result. A task's deadline is a timer in the
+ * runtime's heap; if that timer cannot be added, the waiter completes w
+ * itself with -ENOMEM (unless a source or an interrupter already has). A
+ * thread's deadline is its futex timeout; the thread then completes w
+ * itself with WEFT__WAIT_TIMED_OUT, under the same one-completer rule. */
 int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns);
 void weft__wait_disarm(struct weft__wait *w);
+/* weft__wait_block_until(w, WEFT__NEVER), inline: every untimed wait
+ * (lock, queue, event, join) resumes through it. */
+static inline int weft__wait_block(struct weft__wait *w)
+{
+    weft__waiter_wait(&w->waiter);
+    weft__wait_disarm(w);
+    return w->result;
+}
 /* Undo init + arm for a wait that will not block (arm returned an error,
  * or publishing failed). */
 void weft__wait_abandon(struct weft__wait *w);
 /* Claim w and wake its waiter with `result`. Returns false if another
  * party completed it first (then w must not be touched again). */
 bool weft__wait_complete(struct weft__wait *w, int result);
+/* The same in two steps, so that the wake can leave a lock's critical
+ * section: a claimed wait stays valid (its waiter cannot return) until
+ * weft__wait_wake. */
+bool weft__wait_claim(struct weft__wait *w, int result);
+static inline void weft__wait_wake(struct weft__wait *w)
+{
+    weft__waiter_wake(&w->waiter);
+}
 
 /* The calling task's pending interrupt: -ECANCELED (cancellation
  * requested), -ETIMEDOUT (inside an expired scope) or 0; also 0 on a plain
  * thread. Every suspension point returns what this says, and it records
  * that a cancellation was delivered (see weft_join). */
 int weft__check_interrupt(void);
+
+/* Private futexes: sleep while *addr == val (spurious returns happen);
+ * wake up to n sleepers. */
+void weft__futex_wait(uint32_t *addr, uint32_t val);
+void weft__futex_wake(uint32_t *addr, int n);
 
 /* Monotonic clock in nanoseconds. */
 int64_t weft__now_ns(void);

@@ -260,10 +260,8 @@ static int sleep_until_ns(int64_t deadline_ns)
         weft__wait_abandon(&w);
     if (rc == WEFT__WAIT_TIMED_OUT) /* slept the whole time */
         return 0;
-    if (rc == -ENOMEM)
-        weft__wait_abandon(&w);
-    /* Else an interrupt: a real cancel, which may have arrived since,
-     * takes precedence over an expired scope. */
+    /* Else -ENOMEM or an interrupt: a real cancel, which may have arrived
+     * since, takes precedence over an expired scope. */
     return rc == -ENOMEM ? rc : weft__check_interrupt();
 }
 

@@ -174,6 +174,19 @@ static void switch_into(void **save, weft_task *to)
 #endif
 }
 
+static void finish_park(struct weft__worker *w, weft_task *t);
+
+/* Run first by a task resumed on w, on its own stack: finish parking the
+ * task that switched straight to it (park_direct). */
+static inline void resumed_on(struct weft__worker *w)
+{
+    weft_task *t = w->parked_out;
+    if (t) {
+        w->parked_out = NULL;
+        finish_park(w, t);
+    }
+}
+
 /* Called on t's stack. Returns when t is resumed, possibly on another
  * worker: nothing read from the worker before the switch is reused after
  * it. */
@@ -193,6 +206,7 @@ static void switch_to_sched(weft_task *t, enum weft__op op)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+    resumed_on(weft__tls_worker);
 }
 
 static void task_main(void *arg)
@@ -201,6 +215,7 @@ static void task_main(void *arg)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    resumed_on(weft__tls_worker);
     weft_fn fn = t->fn;
     t->parent = NULL; /* the same field: see internal.h */
     t->arg = fn(t->arg);
@@ -274,6 +289,14 @@ static weft_task *inject_take(struct weft__worker *w)
     return t;
 }
 
+/* Whether a task other than the LIFO slot's is ready here: only then can
+ * the LIFO slot starve anyone. */
+static bool other_local_work(const struct weft__worker *w)
+{
+    return !weft__deque_is_empty_owner(&w->deque) ||
+           !weft__inject_is_empty(&w->rt->inject) || w->yield_head;
+}
+
 static inline __attribute__((always_inline)) weft_task *
 find_local(struct weft__worker *w)
 {
@@ -286,7 +309,7 @@ find_local(struct weft__worker *w)
     if (w->lifo) {
         t = w->lifo;
         w->lifo = NULL;
-        if (w->lifo_streak++ < WEFT__LIFO_MAX)
+        if (w->lifo_streak++ < WEFT__LIFO_MAX || !other_local_work(w))
             return t;
         /* Capped: to the injection queue, behind the other local tasks
          * (the deque's bottom would hand it straight back), where an idle
@@ -480,19 +503,25 @@ void weft__notify(weft_runtime *rt)
  * Running tasks
  */
 
+/* t's context is saved: let its waker have it. */
+static void finish_park(struct weft__worker *w, weft_task *t)
+{
+    set_where(t, (int)w->index, WEFT_TASK_WAITING);
+    /* Seq CAS: publishes the saved context (t->sp) to the waker's
+     * exchange in weft__waiter_wake, which then enqueues t. If it fails,
+     * the waker came first and left RUN: requeue t here. */
+    if (!weft__cas_seq_u32(&t->park_state, WEFT__PARKING, WEFT__PARKED)) {
+        set_where(t, (int)w->index, WEFT_TASK_READY);
+        weft__task_enqueue(t);
+    }
+}
+
 /* The task switched back to the scheduler: do what it asked. */
 static void after_switch(struct weft__worker *w, weft_task *t)
 {
     switch (w->op) {
     case WEFT__OP_PARK:
-        set_where(t, (int)w->index, WEFT_TASK_WAITING);
-        /* Seq CAS: publishes the saved context (t->sp) to the waker's
-         * exchange in weft__waiter_wake, which then enqueues t. If it
-         * fails, the waker came first and left RUN: requeue t here. */
-        if (!weft__cas_seq_u32(&t->park_state, WEFT__PARKING, WEFT__PARKED)) {
-            set_where(t, (int)w->index, WEFT_TASK_READY);
-            weft__task_enqueue(t);
-        }
+        finish_park(w, t);
         break;
     case WEFT__OP_EXIT:
         weft__task_finish(w, t);
@@ -795,7 +824,28 @@ int weft_yield(void)
      * after t's context is saved, because t is already on the yield list,
      * which no other thread reads. */
     switch_into(&t->sp, next);
+    resumed_on(weft__tls_worker);
     return weft__task_interrupt_of(t);
+}
+
+/* Park t, the running task, by switching straight to the next ready task
+ * of this worker when there is one, as weft_yield does: one context
+ * switch instead of two through the scheduler. t's park is finished
+ * (finish_park) by the task that resumes here, once t's context is saved;
+ * until then no waker can enqueue t (park_state is PARKING). */
+static void park_task(weft_task *t)
+{
+    struct weft__worker *w = weft__tls_worker;
+    weft_task *next;
+    while ((next = find_local(w)) && !prepare_run(w, next))
+        ; /* next was cancelled before it started: it is finished */
+    if (!next) {
+        switch_to_sched(t, WEFT__OP_PARK);
+        return;
+    }
+    w->parked_out = t;
+    switch_into(&t->sp, next);
+    resumed_on(weft__tls_worker);
 }
 
 /* --------------------------------------------------------------------------
@@ -817,12 +867,24 @@ void weft__waiter_prepare(struct weft__waiter *wt)
 void weft__waiter_wait(struct weft__waiter *wt)
 {
     if (wt->task) {
-        switch_to_sched(wt->task, WEFT__OP_PARK);
+        park_task(wt->task);
         return;
     }
     /* Acquire: pairs with the release store in weft__waiter_wake. */
     while (weft__load_acq_u32(&wt->futex) == 0)
         weft__futex_wait(&wt->futex, 0);
+}
+
+bool weft__waiter_wait_until(struct weft__waiter *wt, int64_t deadline_ns)
+{
+    WEFT_ASSERT(!wt->task);
+    /* Acquire: pairs with the release store in weft__waiter_wake. */
+    while (weft__load_acq_u32(&wt->futex) == 0) {
+        if (weft__now_ns() >= deadline_ns)
+            return false;
+        weft__futex_wait_until(&wt->futex, 0, deadline_ns);
+    }
+    return true;
 }
 
 void weft__waiter_abandon(struct weft__waiter *wt)
