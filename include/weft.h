@@ -507,6 +507,265 @@ WEFT_API WEFT_NODISCARD int weft_group_wait(weft_group *g);
 WEFT_API int weft_group_destroy(weft_group *g);
 
 /* ---------------------------------------------------------------------------
+ * Synchronisation: Lock, Semaphore, Event, Condition, Queue, Barrier
+ *
+ * asyncio's primitives, shared by tasks on any worker of any runtime and
+ * by plain OS threads: a task that waits parks (its worker runs something
+ * else), a thread that waits blocks on a futex. Each object lives in the
+ * caller's storage between its init and destroy; its type is opaque.
+ *
+ * Waiters are served in FIFO order. Every wait honours, for a task,
+ * weft_cancel (-ECANCELED) and enclosing timeout scopes (-ETIMEDOUT), and
+ * has a `_timeout` form bounded in seconds (-ETIMEDOUT; WEFT_FOREVER: no
+ * bound), which is how a plain thread bounds a wait. A call that finds
+ * what it needs at once returns without suspending and without looking at
+ * cancellation, as `await lock.acquire()` on a free lock does. A wait that
+ * is interrupted at the moment it is satisfied is either satisfied (it
+ * returns 0; the cancellation stays pending for the next suspension point)
+ * or not at all (the permit, the lock or the item goes to the next waiter
+ * or stays): nothing is lost either way.
+ *
+ * Common codes: -EINVAL for a NULL object, a bad argument, or an object
+ * that is not initialised or already destroyed (detected by a tag the
+ * object carries: use after destroy is caught until the storage is
+ * reused); -EBUSY from destroy while the object is held or waited on (it
+ * stays usable); -ENOMEM when a task's bounded wait cannot add its timer.
+ */
+
+typedef struct weft_lock {
+    uint64_t weft_private_[6]; /* opaque: see sync/lock.c */
+} weft_lock;
+
+/** A free lock. Returns 0 or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_lock_init(weft_lock *lock);
+
+/** Take the lock, waiting while another task or thread holds it.
+ * Suspends. Callable from a task, or from a plain thread (which blocks).
+ * Not reentrant: the holder that acquires again deadlocks, as asyncio's.
+ * Returns 0 with the lock held, or, with the lock not held:
+ *   -ECANCELED  the calling task was cancelled while waiting
+ *   -ETIMEDOUT  an enclosing timeout scope expired (or, for _timeout, the
+ *               bound passed)
+ *   -EINVAL
+ * Fairness: the lock is handed to waiters in FIFO order, but a running
+ * acquirer may take a lock just released before the woken waiter does
+ * (that keeps a lock shared by threads from convoying); a waiter passed
+ * over for more than a millisecond is handed the lock directly. */
+WEFT_API WEFT_NODISCARD int weft_lock_acquire(weft_lock *lock);
+WEFT_API WEFT_NODISCARD int weft_lock_acquire_timeout(weft_lock *lock,
+                                                      double seconds);
+/** Take the lock if it is free. Never suspends. 0, -EBUSY or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_lock_acquire_nowait(weft_lock *lock);
+
+/** Release the lock. Never suspends. The holder only: a task holds the
+ * lock it acquired wherever it runs next; a thread holds what it acquired.
+ * Returns 0, -EPERM (the caller does not hold it) or -EINVAL. */
+WEFT_API int weft_lock_release(weft_lock *lock);
+
+/** Whether some task or thread holds the lock (a snapshot). */
+WEFT_API bool weft_lock_locked(const weft_lock *lock);
+
+/** Returns 0, -EBUSY (held or waited on) or -EINVAL. */
+WEFT_API int weft_lock_destroy(weft_lock *lock);
+
+typedef struct weft_sem {
+    uint64_t weft_private_[6]; /* opaque: see sync/semaphore.c */
+} weft_sem;
+
+/** A semaphore holding `value` permits (>= 0). _bounded makes `value` also
+ * the most it may ever hold (BoundedSemaphore). Returns 0 or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_sem_init(weft_sem *sem, long value);
+WEFT_API WEFT_NODISCARD int weft_sem_init_bounded(weft_sem *sem, long value);
+
+/** Take a permit, waiting while there is none. Suspends; tasks and
+ * threads. A permit is never taken ahead of an earlier waiter. Returns 0,
+ * -ECANCELED, -ETIMEDOUT or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_sem_acquire(weft_sem *sem);
+WEFT_API WEFT_NODISCARD int weft_sem_acquire_timeout(weft_sem *sem,
+                                                     double seconds);
+/** Take a permit if one is free. Never suspends. 0, -EAGAIN or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_sem_acquire_nowait(weft_sem *sem);
+
+/** Give a permit back (to the first waiter, if any). Never suspends; any
+ * task or thread. Returns 0, -EOVERFLOW (a bounded semaphore would exceed
+ * its bound: nothing changes, as BoundedSemaphore's ValueError) or
+ * -EINVAL. */
+WEFT_API int weft_sem_release(weft_sem *sem);
+
+/** The permits free now (a snapshot), or -EINVAL. */
+WEFT_API long weft_sem_value(const weft_sem *sem);
+
+/** Returns 0, -EBUSY (waited on) or -EINVAL. */
+WEFT_API int weft_sem_destroy(weft_sem *sem);
+
+typedef struct weft_event {
+    uint64_t weft_private_[6]; /* opaque: see sync/event.c */
+} weft_event;
+
+/** An event, initially not set. Returns 0 or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_event_init(weft_event *ev);
+/** Set the event and wake every waiter. Never suspends; any task or
+ * thread. Returns 0 or -EINVAL. */
+WEFT_API int weft_event_set(weft_event *ev);
+/** Reset the event. Never suspends. Returns 0 or -EINVAL. */
+WEFT_API int weft_event_clear(weft_event *ev);
+WEFT_API bool weft_event_is_set(const weft_event *ev);
+/** Wait until the event is set (at once if it is). Suspends; tasks and
+ * threads. Returns 0, -ECANCELED, -ETIMEDOUT or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_event_wait(weft_event *ev);
+WEFT_API WEFT_NODISCARD int weft_event_wait_timeout(weft_event *ev,
+                                                    double seconds);
+/** Returns 0, -EBUSY (waited on) or -EINVAL. */
+WEFT_API int weft_event_destroy(weft_event *ev);
+
+typedef struct weft_cond {
+    uint64_t weft_private_[6]; /* opaque: see sync/condition.c */
+} weft_cond;
+
+/** A condition variable over `lock` (which must outlive it). Returns 0 or
+ * -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_cond_init(weft_cond *cond, weft_lock *lock);
+
+/** Release the lock, wait for a notify, take the lock again. Suspends;
+ * tasks and threads; the caller must hold the lock. The lock is held again
+ * whatever it returns, -ECANCELED and -ETIMEDOUT included (re-taking it
+ * ignores cancellation, as asyncio's Condition.wait does). Returns 0,
+ * -ECANCELED, -ETIMEDOUT, -EPERM (lock not held: nothing happens) or
+ * -EINVAL. Wake-ups are not spurious, but the state may have changed again
+ * before the lock is re-taken: loop on the predicate, or use wait_for. */
+WEFT_API WEFT_NODISCARD int weft_cond_wait(weft_cond *cond);
+WEFT_API WEFT_NODISCARD int weft_cond_wait_timeout(weft_cond *cond,
+                                                   double seconds);
+
+/** Wait until pred(arg) is true, evaluated with the lock held (at once if
+ * it is true already). The bound of _timeout covers the whole wait.
+ * Returns as weft_cond_wait does; the lock is held whatever it returns. */
+WEFT_API WEFT_NODISCARD int
+weft_cond_wait_for(weft_cond *cond, bool (*pred)(void *arg), void *arg);
+WEFT_API WEFT_NODISCARD int weft_cond_wait_for_timeout(weft_cond *cond,
+                                                       bool (*pred)(void *arg),
+                                                       void *arg,
+                                                       double seconds);
+
+/** Wake up to n waiters (notify_all: every waiter). The caller must hold
+ * the lock. Never suspends. Returns how many waiters it woke, -EPERM (lock
+ * not held) or -EINVAL. */
+WEFT_API int weft_cond_notify(weft_cond *cond, int n);
+WEFT_API int weft_cond_notify_all(weft_cond *cond);
+
+/** Returns 0, -EBUSY (waited on) or -EINVAL. */
+WEFT_API int weft_cond_destroy(weft_cond *cond);
+
+/* Queue orders: first in first out, last in first out, smallest first. */
+enum weft_queue_order {
+    WEFT_QUEUE_FIFO = 0,
+    WEFT_QUEUE_LIFO,
+    WEFT_QUEUE_PRIORITY
+};
+
+typedef struct weft_queue_config {
+    size_t maxsize;              /* 0: unbounded */
+    enum weft_queue_order order; /* zeroed: FIFO */
+    /* PRIORITY only: < 0 when a comes out before b. Items that compare
+     * equal come out in no particular order (as heapq's). */
+    int (*compare)(const void *a, const void *b);
+} weft_queue_config;
+
+typedef struct weft_queue {
+    uint64_t weft_private_[20]; /* opaque: see sync/queue.c */
+} weft_queue;
+
+/** A FIFO queue of pointers holding at most maxsize items (0: no bound).
+ * _ex takes a config (NULL: unbounded FIFO). Returns 0 or -EINVAL (a
+ * PRIORITY queue without compare, an unknown order). */
+WEFT_API WEFT_NODISCARD int weft_queue_init(weft_queue *q, size_t maxsize);
+WEFT_API WEFT_NODISCARD int weft_queue_init_ex(weft_queue *q,
+                                               const weft_queue_config *cfg);
+
+/** Put item (any pointer, NULL included), waiting while the queue is full.
+ * Suspends; tasks and threads. An item handed to a waiting getter goes to
+ * it directly. Returns 0 (the item is in the queue or delivered), or with
+ * the item not in the queue: -ECANCELED, -ETIMEDOUT, -ESHUTDOWN (the queue
+ * was shut down, also while waiting), -ENOMEM (an unbounded queue could not
+ * grow), -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_queue_put(weft_queue *q, void *item);
+WEFT_API WEFT_NODISCARD int weft_queue_put_timeout(weft_queue *q, void *item,
+                                                   double seconds);
+/** Never suspends: as put, or -EAGAIN when full (QueueFull). */
+WEFT_API WEFT_NODISCARD int weft_queue_put_nowait(weft_queue *q, void *item);
+
+/** Take the next item into *item, waiting while the queue is empty.
+ * Suspends; tasks and threads. Returns 0 with *item set, or with nothing
+ * taken: -ECANCELED, -ETIMEDOUT, -ESHUTDOWN (shut down and empty, also
+ * while waiting), -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_queue_get(weft_queue *q, void **item);
+WEFT_API WEFT_NODISCARD int weft_queue_get_timeout(weft_queue *q, void **item,
+                                                   double seconds);
+/** Never suspends: as get, or -EAGAIN when empty (QueueEmpty). */
+WEFT_API WEFT_NODISCARD int weft_queue_get_nowait(weft_queue *q, void **item);
+
+/** Say that an item taken earlier is processed (Queue.task_done). Never
+ * suspends. Returns 0, -EOVERFLOW (more calls than items put) or -EINVAL. */
+WEFT_API int weft_queue_task_done(weft_queue *q);
+
+/** Wait until every item put has been taken and marked done (Queue.join).
+ * Suspends; tasks and threads. Returns 0, -ECANCELED, -ETIMEDOUT or
+ * -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_queue_join(weft_queue *q);
+WEFT_API WEFT_NODISCARD int weft_queue_join_timeout(weft_queue *q,
+                                                    double seconds);
+
+/** Shut the queue down (Python 3.13's Queue.shutdown). Puts fail with
+ * -ESHUTDOWN from now on, waiting putters at once; gets go on while items
+ * remain, then fail with -ESHUTDOWN, waiting getters at once. With
+ * `immediate`, the items still queued are dropped (each counted as done,
+ * so join returns) and gets fail at once. Never suspends. 0 or -EINVAL. */
+WEFT_API int weft_queue_shutdown(weft_queue *q, bool immediate);
+
+/** Snapshots: items queued (0 for an invalid queue), empty, full (never,
+ * if unbounded). */
+WEFT_API size_t weft_queue_size(const weft_queue *q);
+WEFT_API bool weft_queue_empty(const weft_queue *q);
+WEFT_API bool weft_queue_full(const weft_queue *q);
+
+/** Free the queue. Returns 0, -EBUSY (waited on), -ENOTEMPTY (items still
+ * queued: take them or shut down with `immediate` first, so that none is
+ * lost unseen) or -EINVAL. */
+WEFT_API int weft_queue_destroy(weft_queue *q);
+
+typedef struct weft_barrier {
+    uint64_t weft_private_[6]; /* opaque: see sync/barrier.c */
+} weft_barrier;
+
+/** A barrier for `parties` (>= 1) tasks or threads (asyncio.Barrier).
+ * Returns 0 or -EINVAL. */
+WEFT_API WEFT_NODISCARD int weft_barrier_init(weft_barrier *b,
+                                              unsigned parties);
+
+/** Wait until `parties` callers are waiting, then release them all at
+ * once; the next caller starts a new round. Suspends; tasks and threads.
+ * Returns the arrival index, 0 .. parties-1 (the last arrival gets
+ * parties-1), or -EPIPE (the barrier is broken: aborted, or reset while
+ * waiting, as BrokenBarrierError), -ECANCELED, -ETIMEDOUT, -EINVAL. A
+ * waiter interrupted before its round completes leaves the round (it no
+ * longer counts), without breaking the barrier, as asyncio's does. */
+WEFT_API WEFT_NODISCARD int weft_barrier_wait(weft_barrier *b);
+WEFT_API WEFT_NODISCARD int weft_barrier_wait_timeout(weft_barrier *b,
+                                                      double seconds);
+
+/** Break the barrier: current and future waiters get -EPIPE until reset.
+ * Never suspends. 0 or -EINVAL. */
+WEFT_API int weft_barrier_abort(weft_barrier *b);
+/** Back to empty: current waiters get -EPIPE, the barrier works again.
+ * Never suspends. 0 or -EINVAL. */
+WEFT_API int weft_barrier_reset(weft_barrier *b);
+/** Snapshots: callers waiting now; whether broken. */
+WEFT_API unsigned weft_barrier_n_waiting(const weft_barrier *b);
+WEFT_API bool weft_barrier_broken(const weft_barrier *b);
+/** Returns 0, -EBUSY (waited on) or -EINVAL. */
+WEFT_API int weft_barrier_destroy(weft_barrier *b);
+
+/* ---------------------------------------------------------------------------
  * Errors
  */
 

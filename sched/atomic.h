@@ -162,7 +162,6 @@ typedef pthread_spinlock_t weft__spinlock;
 #define weft__spin_lock(l)    pthread_spin_lock(l)
 #define weft__spin_trylock(l) (pthread_spin_trylock(l) == 0)
 #define weft__spin_unlock(l)  pthread_spin_unlock(l)
-#define weft__spin_locked(l)  false /* TSan: callers just try again */
 #else
 #include <ck_spinlock.h>
 typedef ck_spinlock_fas_t weft__spinlock;
@@ -170,7 +169,6 @@ typedef ck_spinlock_fas_t weft__spinlock;
 #define weft__spin_lock(l)    ck_spinlock_fas_lock(l)
 #define weft__spin_trylock(l) ck_spinlock_fas_trylock(l)
 #define weft__spin_unlock(l)  ck_spinlock_fas_unlock(l)
-#define weft__spin_locked(l)  ck_spinlock_fas_locked(l)
 #endif
 
 /* A counter written by one thread and read by others: a relaxed increment

@@ -1,0 +1,150 @@
+/* weft_barrier: asyncio.Barrier, for tasks and threads.
+ *
+ * The parties of the current round are the live nodes in the queue: the
+ * caller that finds parties - 1 of them completes the round, granting
+ * every node in arrival order with its index, and takes the last index
+ * itself. A waiter that is interrupted before the round completes leaves
+ * the round (as a cancelled asyncio waiter does): its node stops counting
+ * as soon as the interrupt claims it, before the waiter has run to unlink
+ * it. One interrupted while the round is being completed does not accept
+ * its grant and is skipped, so the indices handed out are always 0 .. k
+ * without gaps. A
+ * round completes at once for all its parties: a caller that arrives
+ * after it starts the next round.
+ */
+#include "sync/sync.h"
+
+struct weft__barrier {
+    uint32_t tag; /* WEFT__TAG_BARRIER while initialised */
+    weft__qlock qlock;
+    unsigned parties; /* constant */
+    uint32_t broken;  /* written under qlock; relaxed atomic for snapshots */
+    struct weft__wq waiters; /* under qlock */
+};
+
+_Static_assert(sizeof(struct weft__barrier) <= sizeof(weft_barrier),
+               "weft_barrier too small");
+
+static struct weft__barrier *barrier_of(const weft_barrier *barrier)
+{
+    struct weft__barrier *b = (struct weft__barrier *)barrier;
+    return b && weft__tag_ok(&b->tag, WEFT__TAG_BARRIER) ? b : NULL;
+}
+
+int weft_barrier_init(weft_barrier *barrier, unsigned parties)
+{
+    if (!barrier || parties == 0)
+        return -EINVAL;
+    struct weft__barrier *b = (struct weft__barrier *)barrier;
+    weft__qlock_init(&b->qlock);
+    b->parties = parties;
+    b->broken = 0;
+    weft__wq_init(&b->waiters);
+    weft__store_rlx_u32(&b->tag, WEFT__TAG_BARRIER);
+    return 0;
+}
+
+static void hand_index(struct weft__wq_node *n, void *next)
+{
+    n->value = (long)*(unsigned *)next;
+}
+
+static void hand_broken(struct weft__wq_node *n, void *unused)
+{
+    (void)unused;
+    n->value = -EPIPE;
+}
+
+static void set_broken(struct weft__barrier *b, bool broken)
+{
+    weft__store_rlx_u32(&b->broken, broken);
+}
+
+static int wait(weft_barrier *barrier, int64_t deadline_ns)
+{
+    struct weft__barrier *b = barrier_of(barrier);
+    if (!b)
+        return -EINVAL;
+    weft__qlock_acquire(&b->qlock);
+    if (b->broken) {
+        weft__qlock_release(&b->qlock);
+        return -EPIPE;
+    }
+    if (weft__wq_count_live(&b->waiters) + 1 < b->parties) {
+        struct weft__wq_node n;
+        int rc = weft__wq_wait(&b->waiters, &n, &b->qlock, deadline_ns, 0);
+        return rc ? rc : (int)n.value;
+    }
+    unsigned next = 0;
+    struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;
+    while (weft__wq_grant_first(&b->waiters, hand_index, &next, &wk))
+        next++;
+    weft__qlock_release_wake(&b->qlock, &wk);
+    return (int)next;
+}
+
+int weft_barrier_wait(weft_barrier *b)
+{
+    return wait(b, WEFT__NEVER);
+}
+
+int weft_barrier_wait_timeout(weft_barrier *b, double seconds)
+{
+    int64_t deadline_ns;
+    int err = weft__sync_deadline(seconds, &deadline_ns);
+    return err ? err : wait(b, deadline_ns);
+}
+
+/* Fail the current waiters with -EPIPE; leave the barrier broken or not. */
+static int break_round(weft_barrier *barrier, bool broken)
+{
+    struct weft__barrier *b = barrier_of(barrier);
+    if (!b)
+        return -EINVAL;
+    struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;
+    weft__qlock_acquire(&b->qlock);
+    weft__wq_grant_all(&b->waiters, hand_broken, NULL, &wk);
+    set_broken(b, broken);
+    weft__qlock_release_wake(&b->qlock, &wk);
+    return 0;
+}
+
+int weft_barrier_abort(weft_barrier *b)
+{
+    return break_round(b, true);
+}
+
+int weft_barrier_reset(weft_barrier *b)
+{
+    return break_round(b, false);
+}
+
+unsigned weft_barrier_n_waiting(const weft_barrier *barrier)
+{
+    struct weft__barrier *b = barrier_of(barrier);
+    if (!b)
+        return 0;
+    weft__qlock_acquire(&b->qlock);
+    unsigned n = (unsigned)weft__wq_count_live(&b->waiters);
+    weft__qlock_release(&b->qlock);
+    return n;
+}
+
+bool weft_barrier_broken(const weft_barrier *barrier)
+{
+    struct weft__barrier *b = barrier_of(barrier);
+    return b && weft__load_rlx_u32(&b->broken);
+}
+
+int weft_barrier_destroy(weft_barrier *barrier)
+{
+    struct weft__barrier *b = barrier_of(barrier);
+    if (!b)
+        return -EINVAL;
+    weft__qlock_acquire(&b->qlock);
+    bool busy = !weft__wq_is_empty(&b->waiters);
+    if (!busy)
+        weft__store_rlx_u32(&b->tag, 0);
+    weft__qlock_release(&b->qlock);
+    return busy ? -EBUSY : 0;
+}

@@ -1,0 +1,189 @@
+/* The wait queue under every sync primitive.
+ *
+ * A waiter is a task (it parks) or a plain thread (it blocks on a futex):
+ * struct weft__wait (sched/sched.h) hides the difference. Waiters queue in
+ * FIFO order under the primitive's qlock; a granter pops the first node,
+ * writes into it what it hands over (an item, an index, a status) and
+ * grants it, all under the qlock.
+ *
+ * Why an interrupted waiter never swallows a wake-up. A node's wait has
+ * exactly one completer, chosen by a CAS (weft__wait_claim): the
+ * granter (result 0), an interrupter (-ECANCELED / -ETIMEDOUT of a scope)
+ * or the wait's own deadline. So when a granter and an interrupt race:
+ *  - the granter wins: the waiter returns 0 and has what was handed over;
+ *    the interrupt is not lost either, it stays pending for the task's
+ *    next suspension point (cancellation is sticky);
+ *  - the interrupt wins: weft__wq_grant returns false, and the granter,
+ *    which has popped the node and still holds the qlock, hands the same
+ *    permit, lock or item to the next node, or keeps it in the primitive
+ *    (weft__wq_grant_first). The waiter returns the interrupt and has
+ *    nothing.
+ * There is no third outcome, so every grant is either accepted by exactly
+ * one waiter or kept. An interrupted waiter takes the qlock before it
+ * returns, to unlink its node if no granter popped it; that also waits out
+ * a granter that popped the node and is still writing into it, so the node
+ * (on the waiter's stack) is never touched after the waiter returns.
+ *
+ * A granted node is off the queue before the grant, so a waiter that
+ * returns 0 needs no lock on the way out: one qlock round trip per wait.
+ * The grant claims the node under the qlock; the wake comes after the
+ * qlock is released (a claimed waiter cannot return before it).
+ */
+#include "sync/sync.h"
+
+#define QLOCK_SPINS 100
+
+void weft__qlock_acquire_slow(weft__qlock *l)
+{
+    for (int i = 0; i < QLOCK_SPINS; i++) {
+        weft__cpu_relax();
+        if (weft__load_rlx_u32(l) == 0 && weft__cas_seq_u32(l, 0, 1))
+            return;
+    }
+    /* Mark the lock contended (2) whenever we take it from here on: we
+     * cannot know whether other sleepers remain, so the release wakes
+     * one to find out. Seq exchange: acquires the lock when it was 0. */
+    while (weft__xchg_seq_u32(l, 2) != 0)
+        weft__futex_wait(l, 2);
+}
+
+void weft__qlock_wake(weft__qlock *l)
+{
+    weft__futex_wake(l, 1);
+}
+
+static void link_node(struct weft__wq *q, struct weft__wq_node *n, bool at_head)
+{
+    n->queued = true;
+    if (at_head) {
+        n->prev = NULL;
+        n->next = q->head;
+        if (q->head)
+            q->head->prev = n;
+        else
+            q->tail = n;
+        q->head = n;
+        return;
+    }
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+}
+
+static void unlink_node(struct weft__wq *q, struct weft__wq_node *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->queued = false;
+}
+
+size_t weft__wq_count_live(const struct weft__wq *q)
+{
+    size_t n = 0;
+    for (const struct weft__wq_node *x = q->head; x; x = x->next)
+        /* Relaxed: a node claimed after this read is a race with the
+         * interrupt that the caller resolves by granting (the claim). */
+        n += weft__load_rlx_u32((uint32_t *)&x->wait.claimed) == 0;
+    return n;
+}
+
+struct weft__wq_node *weft__wq_pop(struct weft__wq *q)
+{
+    struct weft__wq_node *n = q->head;
+    if (n)
+        unlink_node(q, n);
+    return n;
+}
+
+struct weft__wq_node *weft__wq_grant_first(struct weft__wq *q,
+                                           void (*fill)(struct weft__wq_node *,
+                                                        void *),
+                                           void *arg, struct weft__wq_wakes *wk)
+{
+    struct weft__wq_node *n;
+    while ((n = weft__wq_pop(q))) {
+        if (fill)
+            fill(n, arg);
+        if (weft__wq_grant(n, wk))
+            return n;
+    }
+    return NULL;
+}
+
+int weft__wq_grant_all(struct weft__wq *q,
+                       void (*fill)(struct weft__wq_node *, void *), void *arg,
+                       struct weft__wq_wakes *wk)
+{
+    int granted = 0;
+    while (weft__wq_grant_first(q, fill, arg, wk))
+        granted++;
+    return granted;
+}
+
+void weft__qlock_release_wake(weft__qlock *l, struct weft__wq_wakes *wk)
+{
+    weft__qlock_release(l);
+    for (struct weft__wq_node *n = wk->head, *next; n; n = next) {
+        next = n->next; /* read first: the wake hands n back */
+        weft__wait_wake(&n->wait);
+    }
+}
+
+int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
+                  int64_t deadline_ns, unsigned flags)
+{
+    weft__wait_init(&n->wait, NULL, NULL);
+    /* Unarmed, the wait is out of interrupters' reach (they find waits
+     * through the task's t->wait): only a grant or the deadline ends it. */
+    int rc = (flags & WEFT__WQ_NO_INTERRUPT) ? 0 : weft__wait_arm(&n->wait);
+    if (rc) { /* interrupted already: never queued */
+        weft__qlock_release(l);
+        weft__wait_abandon(&n->wait);
+        return rc;
+    }
+    link_node(q, n, flags & WEFT__WQ_AT_HEAD);
+    weft__qlock_release(l);
+    rc = deadline_ns == WEFT__NEVER
+             ? weft__wait_block(&n->wait)
+             : weft__wait_block_until(&n->wait, deadline_ns);
+    if (rc == 0)
+        return 0; /* granted: the granter popped n */
+    weft__qlock_acquire(l);
+    if (n->queued)
+        unlink_node(q, n);
+    weft__qlock_release(l);
+    if (rc == WEFT__WAIT_TIMED_OUT)
+        return -ETIMEDOUT;
+    if (rc == -ENOMEM)
+        return rc;
+    /* An interrupt: a real cancel, which may have arrived since, takes
+     * precedence over an expired scope (and is recorded as delivered). */
+    int now = weft__check_interrupt();
+    return now ? now : rc;
+}
+
+static __thread char thread_self;
+
+const void *weft__sync_self(void)
+{
+    weft_task *t = weft_current();
+    return t ? (const void *)t : (const void *)&thread_self;
+}
+
+int weft__sync_deadline(double seconds, int64_t *deadline_ns)
+{
+    if (isnan(seconds) || seconds < 0)
+        return -EINVAL;
+    *deadline_ns = weft__after_ns(seconds);
+    return 0;
+}
