@@ -429,6 +429,21 @@ struct weft_runtime {
  * never caches a TLS address across the context-switch call. */
 extern __thread struct weft__worker *weft__tls_worker;
 
+/* weft__tls_worker read again after a context switch. The load itself is
+ * always right, but TSan's instrumentation computes the variable's address
+ * from the thread pointer and may keep that address across the switch
+ * call, so it would record the read against the old worker's TLS (and
+ * report a race with that thread's exit). Under TSan the read goes
+ * through a call the compiler cannot see into. */
+#ifdef WEFT_TSAN
+struct weft__worker *weft__tls_worker_reload(void);
+#else
+static inline struct weft__worker *weft__tls_worker_reload(void)
+{
+    return weft__tls_worker;
+}
+#endif
+
 int weft__worker_new(weft_runtime *rt, unsigned index);
 int weft__worker_launch(struct weft__worker *w);
 /* Stop and join the first `launched` workers. */

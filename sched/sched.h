@@ -29,6 +29,13 @@
 struct weft__waiter {
     weft_task *task; /* NULL: a plain thread waits on futex */
     uint32_t futex;  /* thread waiters: 0 waiting, 1 woken */
+    /* A woken task normally goes to its waker's LIFO slot, to run next
+     * there; no other worker can take it from that slot, so it waits until
+     * the waker suspends. A waiter whose waker may well keep running (a
+     * lock's holder that takes the lock again at once) sets this after
+     * weft__waiter_prepare: it is woken onto the waker's deque instead,
+     * where an idle worker can steal it. */
+    bool stealable;
 };
 
 void weft__waiter_prepare(struct weft__waiter *w);

@@ -89,6 +89,13 @@
 
 __thread struct weft__worker *weft__tls_worker;
 
+#ifdef WEFT_TSAN
+__attribute__((noinline)) struct weft__worker *weft__tls_worker_reload(void)
+{
+    return weft__tls_worker;
+}
+#endif
+
 /* --------------------------------------------------------------------------
  * Small utilities
  */
@@ -206,7 +213,7 @@ static void switch_to_sched(weft_task *t, enum weft__op op)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-    resumed_on(weft__tls_worker);
+    resumed_on(weft__tls_worker_reload());
 }
 
 static void task_main(void *arg)
@@ -215,7 +222,7 @@ static void task_main(void *arg)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    resumed_on(weft__tls_worker);
+    resumed_on(weft__tls_worker_reload());
     weft_fn fn = t->fn;
     t->parent = NULL; /* the same field: see internal.h */
     t->arg = fn(t->arg);
@@ -511,8 +518,11 @@ static void finish_park(struct weft__worker *w, weft_task *t)
      * exchange in weft__waiter_wake, which then enqueues t. If it fails,
      * the waker came first and left RUN: requeue t here. */
     if (!weft__cas_seq_u32(&t->park_state, WEFT__PARKING, WEFT__PARKED)) {
+        /* Onto the deque, not the LIFO slot: the task that runs next here
+         * (when called from resumed_on) may keep the worker for long, and
+         * an idle worker can steal from the deque. */
         set_where(t, (int)w->index, WEFT_TASK_READY);
-        weft__task_enqueue(t);
+        weft__task_submit(t);
     }
 }
 
@@ -754,7 +764,7 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
     weft__count(&w->counters.runs, 1);
     c->arg = fn(c->arg);
     weft__task_returned(c);
-    w = weft__tls_worker; /* c may have suspended and moved */
+    w = weft__tls_worker_reload(); /* c may have suspended and moved */
     w->current = self;
     set_where(self, (int)w->index, WEFT_TASK_RUNNING);
     c->stack = NULL;
@@ -824,7 +834,7 @@ int weft_yield(void)
      * after t's context is saved, because t is already on the yield list,
      * which no other thread reads. */
     switch_into(&t->sp, next);
-    resumed_on(weft__tls_worker);
+    resumed_on(weft__tls_worker_reload());
     return weft__task_interrupt_of(t);
 }
 
@@ -845,7 +855,7 @@ static void park_task(weft_task *t)
     }
     w->parked_out = t;
     switch_into(&t->sp, next);
-    resumed_on(weft__tls_worker);
+    resumed_on(weft__tls_worker_reload());
 }
 
 /* --------------------------------------------------------------------------
@@ -857,6 +867,7 @@ void weft__waiter_prepare(struct weft__waiter *wt)
     struct weft__worker *w = weft__tls_worker;
     wt->task = w ? w->current : NULL;
     wt->futex = 0;
+    wt->stealable = false;
     /* Relaxed: the caller publishes the waiter with a release operation
      * (or under a lock) after this, which orders this store before any
      * waker can see the waiter. */
@@ -900,8 +911,12 @@ void weft__waiter_wake(struct weft__waiter *wt)
     if (t) {
         /* Seq exchange: pairs with the scheduler's CAS in after_switch.
          * Exactly one of the two sees the other and enqueues t. */
-        if (weft__xchg_seq_u32(&t->park_state, WEFT__RUN) == WEFT__PARKED)
-            weft__task_enqueue(t);
+        if (weft__xchg_seq_u32(&t->park_state, WEFT__RUN) == WEFT__PARKED) {
+            if (WEFT_UNLIKELY(wt->stealable))
+                weft__task_submit(t);
+            else
+                weft__task_enqueue(t);
+        }
         return;
     }
     /* Release: what the waker did before is visible to the woken thread.

@@ -1,8 +1,10 @@
 /* weft_lock: asyncio.Lock, shared by tasks and plain threads.
  *
- * One word of state, LOCKED | WAITERS. An uncontended acquire is one CAS
- * (0 -> LOCKED) and an uncontended release one CAS (LOCKED -> 0), as in a
- * futex mutex; only a release that finds WAITERS takes the qlock.
+ * One word of state: the holder's identity (weft__sync_self: the task, or
+ * the thread) with the WAITERS bit, or 0 when free. An uncontended acquire
+ * is one CAS (0 -> me) and an uncontended release one CAS (me -> 0), which
+ * also proves that the caller holds the lock; only a release that finds
+ * WAITERS takes the qlock.
  *
  * Fairness. Waiters queue FIFO. A release wakes the first waiter to
  * compete for the lock, and a running acquirer may take it first
@@ -11,29 +13,36 @@
  * that makes strict FIFO locks slow between threads. A waiter that loses
  * goes back to the head of the queue; once it has kept losing for more
  * than STARVING_NS it asks for a hand-off, and the next release gives it the
- * lock directly (LOCKED stays set, so nobody can barge in between). So no
+ * lock directly (the releaser writes the waiter's identity into the word,
+ * so nobody can barge in between). So no
  * waiter waits much longer than a millisecond plus the waiters ahead of
  * it. This is Go's sync.Mutex policy (normal and starvation modes).
  *
  * Invariants:
- *  - LOCKED: set by the acquirer's CAS, cleared by the releaser's CAS, or
- *    kept across a hand-off. WAITERS: changed only under the qlock; it is
- *    set whenever the queue is non-empty (a waiter sets it before queuing,
- *    and whoever empties the queue clears it), so a release CAS from
- *    exactly LOCKED can never leave a waiter queued behind a free lock.
+ *  - The owner part: set from 0 by an acquirer's CAS, cleared by the
+ *    holder's release, or replaced by the holder at a hand-off. WAITERS:
+ *    changed only under the qlock; it is set whenever the queue is
+ *    non-empty (a waiter sets it before queuing, and whoever empties the
+ *    queue clears it), so a release CAS from exactly `me` can never leave
+ *    a waiter queued behind a free lock. While the holder has the qlock,
+ *    nobody else can change the word.
  *  - A waiter woken to compete either takes the lock, or sees it LOCKED
  *    under the qlock and queues again: the holder's release will wake the
  *    next waiter. So a free lock with waiters always has one of them on
  *    its way (no lost wake-up), also when a woken waiter is interrupted:
  *    an interrupted waiter was never granted (weft__wq_grant lost), and the
  *    releaser went on to the next node.
+ *  - A woken task waiter goes where any worker can take it, not into the
+ *    releaser's LIFO slot (WEFT__WQ_STEALABLE): a releaser that takes the
+ *    lock straight back and never suspends would keep a waiter parked in
+ *    its slot forever, and the waiter could never compete, let alone
+ *    starve long enough to be handed the lock.
  */
 #include <unistd.h>
 
 #include "sync/sync.h"
 
-#define LOCKED  1u
-#define WAITERS 2u
+#define WAITERS ((uintptr_t)1) /* identities are at least 2-aligned */
 
 /* Node values: what the waiter asks for, and what the releaser gives. */
 #define COMPETE      0 /* woken to take the lock if it can */
@@ -41,19 +50,39 @@
 #define HANDED       2 /* set by the releaser: the lock is the waiter's */
 
 #define STARVING_NS 1000000 /* 1 ms, as Go */
-#define SPINS       0
 
 struct weft__lock {
-    uint32_t state;    /* atomic: LOCKED | WAITERS, see above */
-    uint32_t tag;      /* WEFT__TAG_LOCK while initialised */
-    const void *owner; /* relaxed atomic: the holder's weft__sync_self(),
-                          written by the holder; NULL while free or handed */
+    void *state;  /* atomic: owner | WAITERS, as a uintptr_t */
+    uint32_t tag; /* WEFT__TAG_LOCK while initialised */
     weft__qlock qlock;
-    struct weft__wq waiters; /* under qlock */
+    struct weft__wq waiters; /* under qlock; node->item: the waiter's id */
 };
 
 _Static_assert(sizeof(struct weft__lock) <= sizeof(weft_lock),
                "weft_lock too small");
+
+static uintptr_t load(const struct weft__lock *l)
+{
+    return (uintptr_t)weft__load_rlx_ptr(&l->state);
+}
+
+/* Seq CAS (acquire on taking the lock, release on freeing or handing it
+ * over is what matters): the critical section sees everything before the
+ * release that freed the lock. */
+static bool cas(struct weft__lock *l, uintptr_t old, uintptr_t new_)
+{
+    return weft__cas_seq_ptr(&l->state, (void *)old, (void *)new_);
+}
+
+static uintptr_t owner_of(uintptr_t s)
+{
+    return s & ~WAITERS;
+}
+
+static uintptr_t self(void)
+{
+    return (uintptr_t)weft__sync_self();
+}
 
 struct weft__lock *weft__lock_of(weft_lock *lock)
 {
@@ -66,84 +95,60 @@ int weft_lock_init(weft_lock *lock)
     if (!lock)
         return -EINVAL;
     struct weft__lock *l = (struct weft__lock *)lock;
-    l->state = 0;
-    l->owner = NULL;
+    l->state = NULL;
     weft__qlock_init(&l->qlock);
     weft__wq_init(&l->waiters);
     weft__store_rlx_u32(&l->tag, WEFT__TAG_LOCK);
     return 0;
 }
 
-/* Take the lock if LOCKED is clear (WAITERS may be set: barging). Seq CAS
- * (acquire is what matters): the critical section starts after it and
- * sees everything before the release CAS that freed the lock. */
-static bool try_take(struct weft__lock *l)
+/* Take the lock if it has no owner (WAITERS may be set: barging). */
+static bool try_take(struct weft__lock *l, uintptr_t me)
 {
     for (;;) {
-        uint32_t s = weft__load_rlx_u32(&l->state);
-        if (s & LOCKED)
+        uintptr_t s = load(l);
+        if (owner_of(s))
             return false;
-        if (weft__cas_seq_u32(&l->state, s, s | LOCKED))
+        if (cas(l, s, s | me))
             return true;
     }
 }
 
 /* Under the qlock: take the lock, or mark that a waiter is about to
  * queue (so the holder's release comes to the queue). */
-static bool take_or_mark_locked(struct weft__lock *l)
+static bool take_or_mark_locked(struct weft__lock *l, uintptr_t me)
 {
     for (;;) {
-        uint32_t s = weft__load_rlx_u32(&l->state);
-        if (!(s & LOCKED)) {
-            if (weft__cas_seq_u32(&l->state, s, s | LOCKED))
+        uintptr_t s = load(l);
+        if (!owner_of(s)) {
+            if (cas(l, s, s | me))
                 return true;
-        } else if ((s & WAITERS) ||
-                   weft__cas_seq_u32(&l->state, s, s | WAITERS)) {
+        } else if ((s & WAITERS) || cas(l, s, s | WAITERS)) {
             return false;
         }
     }
 }
 
-/* Spinning pays only when the holder can be running elsewhere: another
- * worker of this task's runtime, or another CPU for a thread. */
-static bool spin_useful(void)
+static __attribute__((noinline)) int acquire_slow(struct weft__lock *l,
+                                                  uintptr_t me,
+                                                  int64_t deadline_ns,
+                                                  unsigned flags)
 {
-    weft_runtime *rt = weft_runtime_current();
-    if (rt)
-        return weft_runtime_workers(rt) > 1;
-    static long cpus; /* relaxed: every thread computes the same value */
-    long n = (long)weft__load_rlx_u64((uint64_t *)&cpus);
-    if (!n) {
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-        weft__store_rlx_u64((uint64_t *)&cpus, (uint64_t)(n > 0 ? n : 1));
-    }
-    return n > 1;
-}
-
-static __attribute__((noinline)) int
-acquire_slow(struct weft__lock *l, int64_t deadline_ns, unsigned flags)
-{
-    if (spin_useful()) {
-        for (int i = 0; i < SPINS; i++) {
-            weft__cpu_relax();
-            if (!(weft__load_rlx_u32(&l->state) & LOCKED) && try_take(l))
-                return 0;
-        }
-    }
     struct weft__wq_node n;
+    n.item = (void *)me; /* the identity a hand-off writes into the word */
     n.value = COMPETE;
     unsigned at_head = 0;
     for (;;) {
         weft__qlock_acquire(&l->qlock);
-        if (take_or_mark_locked(l)) {
+        if (take_or_mark_locked(l, me)) {
             weft__qlock_release(&l->qlock);
             return 0;
         }
         int rc = weft__wq_wait(&l->waiters, &n, &l->qlock, deadline_ns,
-                               flags | at_head);
+                               flags | at_head | WEFT__WQ_STEALABLE);
         if (rc < 0)
             return rc;
-        if (n.value == HANDED || try_take(l))
+        if (n.value == HANDED || try_take(l, me))
             return 0;
         /* Passed over: first in the queue again, and starving once it has
          * lost for longer than STARVING_NS since it was first woken. (Time
@@ -162,14 +167,10 @@ static inline int acquire(weft_lock *lock, int64_t deadline_ns)
     struct weft__lock *l = weft__lock_of(lock);
     if (!l)
         return -EINVAL;
-    /* Seq CAS: see try_take. */
-    if (WEFT_UNLIKELY(!weft__cas_seq_u32(&l->state, 0, LOCKED))) {
-        int rc = acquire_slow(l, deadline_ns, 0);
-        if (rc < 0)
-            return rc;
-    }
-    weft__store_rlx_ptr(&l->owner, weft__sync_self());
-    return 0;
+    uintptr_t me = self();
+    if (WEFT_LIKELY(cas(l, 0, me)))
+        return 0;
+    return acquire_slow(l, me, deadline_ns, 0);
 }
 
 int weft_lock_acquire(weft_lock *lock)
@@ -189,47 +190,54 @@ int weft_lock_acquire_nowait(weft_lock *lock)
     struct weft__lock *l = weft__lock_of(lock);
     if (!l)
         return -EINVAL;
-    if (!try_take(l))
-        return -EBUSY;
-    weft__store_rlx_ptr(&l->owner, weft__sync_self());
-    return 0;
+    return try_take(l, self()) ? 0 : -EBUSY;
 }
 
 void weft__lock_acquire_uninterruptible(struct weft__lock *l)
 {
-    if (!weft__cas_seq_u32(&l->state, 0, LOCKED))
-        (void)acquire_slow(l, WEFT__NEVER, WEFT__WQ_NO_INTERRUPT);
-    weft__store_rlx_ptr(&l->owner, weft__sync_self());
+    uintptr_t me = self();
+    if (!cas(l, 0, me))
+        (void)acquire_slow(l, me, WEFT__NEVER, WEFT__WQ_NO_INTERRUPT);
 }
 
-/* Under the qlock: hand the lock to the first waiter that accepts it. A
- * starving waiter gets it directly (LOCKED stays set); otherwise LOCKED is
- * cleared first and the waiter competes. */
+/* Under the qlock, with WAITERS set, from the holder: hand the lock
+ * to the first waiter that accepts it. A starving waiter gets it directly
+ * (its identity goes into the word); otherwise the lock is freed first and
+ * the waiter competes. */
 static void wake_locked(struct weft__lock *l, struct weft__wq_wakes *wk)
 {
-    bool held = true; /* LOCKED is still ours to hand over */
+    bool held = true; /* the lock is still ours to hand over */
     struct weft__wq_node *n;
     while ((n = weft__wq_pop(&l->waiters))) {
-        bool handoff = held && n->value == WANT_HANDOFF;
-        n->value = handoff ? HANDED : COMPETE;
-        uint32_t drop = (handoff || !held ? 0 : LOCKED) |
-                        (weft__wq_is_empty(&l->waiters) ? WAITERS : 0);
-        if (drop) /* seq AND: publishes the critical section, as the CAS */
-            weft__and_seq_u32(&l->state, ~drop);
-        held = handoff;
+        uintptr_t waiters = weft__wq_is_empty(&l->waiters) ? 0 : WAITERS;
+        if (held) {
+            /* Release store: nobody else changes the word while we hold
+             * both the lock and the qlock. */
+            bool handoff = n->value == WANT_HANDOFF;
+            n->value = handoff ? HANDED : COMPETE;
+            uintptr_t next = handoff ? (uintptr_t)n->item : 0;
+            weft__store_rel_ptr(&l->state, (void *)(next | waiters));
+            held = handoff;
+        } else if (!waiters) {
+            n->value = COMPETE;
+            for (uintptr_t s = load(l); !cas(l, s, s & ~WAITERS); s = load(l))
+                ;
+        } else {
+            n->value = COMPETE;
+        }
         if (weft__wq_grant(n, wk))
             return;
         /* n was interrupted first: the next waiter, if any. */
     }
-    weft__and_seq_u32(&l->state, ~(held ? LOCKED | WAITERS : WAITERS));
+    if (held)
+        weft__store_rel_ptr(&l->state, NULL);
 }
 
 void weft__lock_release_held(struct weft__lock *l)
 {
-    weft__store_rlx_ptr(&l->owner, NULL);
-    /* Seq CAS (release is what matters): publishes the critical section
-     * to the next acquirer's CAS. Fails only when WAITERS is set. */
-    if (WEFT_LIKELY(weft__cas_seq_u32(&l->state, LOCKED, 0)))
+    uintptr_t me = self();
+    /* Fails only when WAITERS is set. */
+    if (WEFT_LIKELY(cas(l, me, 0)))
         return;
     struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;
     weft__qlock_acquire(&l->qlock);
@@ -239,9 +247,7 @@ void weft__lock_release_held(struct weft__lock *l)
 
 bool weft__lock_held_by_me(const struct weft__lock *l)
 {
-    /* Only the holder can find its own identity here: it wrote it itself,
-     * and its own release cleared it. */
-    return weft__load_rlx_ptr(&l->owner) == weft__sync_self();
+    return owner_of(load(l)) == self();
 }
 
 int weft_lock_release(weft_lock *lock)
@@ -249,7 +255,11 @@ int weft_lock_release(weft_lock *lock)
     struct weft__lock *l = weft__lock_of(lock);
     if (!l)
         return -EINVAL;
-    if (!weft__lock_held_by_me(l))
+    uintptr_t me = self();
+    if (WEFT_LIKELY(cas(l, me, 0)))
+        return 0;
+    /* Only the holder can find its own identity in the word. */
+    if (owner_of(load(l)) != me)
         return -EPERM;
     weft__lock_release_held(l);
     return 0;
@@ -258,7 +268,7 @@ int weft_lock_release(weft_lock *lock)
 bool weft_lock_locked(const weft_lock *lock)
 {
     struct weft__lock *l = weft__lock_of((weft_lock *)lock);
-    return l && (weft__load_rlx_u32(&l->state) & LOCKED);
+    return l && owner_of(load(l));
 }
 
 int weft_lock_destroy(weft_lock *lock)
@@ -267,7 +277,7 @@ int weft_lock_destroy(weft_lock *lock)
     if (!l)
         return -EINVAL;
     weft__qlock_acquire(&l->qlock);
-    bool busy = weft__load_rlx_u32(&l->state) != 0;
+    bool busy = load(l) != 0;
     if (!busy)
         weft__store_rlx_u32(&l->tag, 0);
     weft__qlock_release(&l->qlock);

@@ -361,9 +361,13 @@ int weft_queue_shutdown(weft_queue *queue, bool immediate)
     weft__qlock_acquire(&q->qlock);
     q->shutdown = true;
     if (immediate) {
+        /* Each dropped item counts as done, as Python 3.13's, unless
+         * task_done has already been called for every item put (it is
+         * counted against puts, not gets). */
         while (q->count) {
             (void)pop(q);
-            done_one(q, &wk);
+            if (q->unfinished)
+                done_one(q, &wk);
         }
     }
     /* Getters wait only on an empty queue, which stays empty now. */

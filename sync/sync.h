@@ -140,6 +140,7 @@ void weft__qlock_release_wake(weft__qlock *l, struct weft__wq_wakes *wk);
 /* weft__wq_wait's flags. */
 #define WEFT__WQ_AT_HEAD      1u /* a waiter passed over: first again */
 #define WEFT__WQ_NO_INTERRUPT 2u /* cancellation and scopes do not end it */
+#define WEFT__WQ_STEALABLE    4u /* a woken task may run on any worker */
 
 /* Queue n (at the tail, or at the head with WEFT__WQ_AT_HEAD) and wait
  * until it is granted or the wait is interrupted. Caller holds l

@@ -143,6 +143,7 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
                   int64_t deadline_ns, unsigned flags)
 {
     weft__wait_init(&n->wait, NULL, NULL);
+    n->wait.waiter.stealable = flags & WEFT__WQ_STEALABLE;
     /* Unarmed, the wait is out of interrupters' reach (they find waits
      * through the task's t->wait): only a grant or the deadline ends it. */
     int rc = (flags & WEFT__WQ_NO_INTERRUPT) ? 0 : weft__wait_arm(&n->wait);
@@ -172,7 +173,8 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
     return now ? now : rc;
 }
 
-static __thread char thread_self;
+/* A thread's identity: 8-aligned, as weft_lock's word needs. */
+static __thread uint64_t thread_self;
 
 const void *weft__sync_self(void)
 {
