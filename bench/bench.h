@@ -30,7 +30,10 @@ struct bench_cell {
     uint64_t n;       /* problem size; its meaning is the workload's */
     unsigned cutoff;  /* fib: at or below this n compute serially; 0 none */
     unsigned parties; /* yield: tasks taking turns (1 or 2); timer: busy
-                         tasks beside the sleeper; else 0 */
+                         tasks beside the sleeper; pingpong: the primitive
+                         (1 events, 2 one-slot queues); lock, lock_yield:
+                         tasks, threads or processes sharing the lock;
+                         else 0 */
 };
 
 #define BENCH_EXTRA_MAX 512
@@ -70,6 +73,9 @@ extern const struct bench_workload bench_fib;
 extern const struct bench_workload bench_idle;
 extern const struct bench_workload bench_sleepers;
 extern const struct bench_workload bench_timer;
+extern const struct bench_workload bench_pingpong;
+extern const struct bench_workload bench_lock;
+extern const struct bench_workload bench_lock_yield;
 
 /* The workloads in run order, NULL-terminated. */
 extern const struct bench_workload *const bench_workloads[];

@@ -25,8 +25,10 @@
 #endif
 
 const struct bench_workload *const bench_workloads[] = {
-    &bench_yield, &bench_switch,   &bench_spawn, &bench_fib,
-    &bench_idle,  &bench_sleepers, &bench_timer, NULL,
+    &bench_yield,      &bench_switch, &bench_spawn,
+    &bench_pingpong,   &bench_fib,    &bench_idle,
+    &bench_sleepers,   &bench_timer,  &bench_lock,
+    &bench_lock_yield, NULL,
 };
 
 const struct bench_workload *bench_workload_find(const char *name)
@@ -45,10 +47,14 @@ static void usage(FILE *f)
                "       weft-bench WORKLOAD [--mode M] [--workers P] [--n N] "
                "[--cutoff C]\n"
                "                  [--parties K] [--full]\n"
-               "workloads: yield switch spawn fib idle sleepers timer\n"
+               "workloads: yield switch spawn pingpong fib idle sleepers "
+               "timer lock\n"
+               "           lock_yield\n"
                "modes: weft thread threadpool process processpool go asyncio "
                "uvloop\n"
-               "       (switch: weft boost ucontext)\n");
+               "       (switch: weft boost ucontext; pingpong, lock, "
+               "lock_yield: thread-weft,\n"
+               "       plain threads over weft's primitives)\n");
 }
 
 static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -91,8 +97,10 @@ static int run_cell(struct bench_cell *cell, bool full, bool have_n)
         usage(stderr);
         return 2;
     }
-    if (cell->parties == 0 && wl == &bench_yield)
-        cell->parties = 1;
+    if (cell->parties == 0 && (wl == &bench_yield || wl == &bench_pingpong))
+        cell->parties = 1; /* pingpong: events */
+    if (cell->parties == 0 && (wl == &bench_lock || wl == &bench_lock_yield))
+        cell->parties = 4;
     if (!have_n)
         cell->n = wl->default_n(cell, full);
     if (bench_mode_is_ref(cell->mode)) {

@@ -1,4 +1,4 @@
-/* The targets of issues 3 and 4, computed from the rows of this same run:
+/* The targets, computed from the rows of this same run. Issues 3 and 4:
  *
  *   yield, 1 worker            <= 0.4x Go's Gosched with GOMAXPROCS=1
  *                              (one task; two alternating tasks as well)
@@ -11,6 +11,17 @@
  *   100k sleepers of 1 s       wall time <= 1.0x Go's at the same worker
  *                              count, <= 4.5 KiB per sleeper
  *   1 ms sleep, idle runtime   wakes <= 0.2 ms late at p99
+ *
+ * The sync primitives (pingpong with each primitive, lock at T=4 and
+ * T=100):
+ *
+ *   pingpong, 1 worker         <= 0.5x Go's unbuffered channels with
+ *                              GOMAXPROCS=1
+ *   pingpong, N workers        <= 1.5x weft's own 1-worker figure
+ *   lock, 1 worker             <= 1.0x Go's sync.Mutex with GOMAXPROCS=1
+ *   lock, 2 workers            <= 1.0x 2 threads on a pthread_mutex_t
+ *   lock, T threads on         <= 1.5x T threads on a pthread_mutex_t
+ *   weft_lock
  *
  * A target whose rows are missing (a skipped reference, one CPU) prints
  * n/a and why; it is not a failure of the run.
@@ -326,9 +337,98 @@ static void target_timer(const struct bench_plan *plan, FILE *f)
             "<=", 0.2);
 }
 
+static const char *pingpong_via(unsigned parties)
+{
+    return parties == 1 ? "events" : "queues";
+}
+
+/* Both primitives: against Go at 1 worker, and against weft's own 1-worker
+ * figure at the most workers (the CPU count). */
+static void target_pingpong(const struct bench_plan *plan, FILE *f)
+{
+    for (unsigned parties = 1; parties <= 2; parties++) {
+        char label[64], how[200];
+        const struct bench_row *w1 =
+            find(plan, "pingpong", "weft", 1, parties, ANY, ANY);
+        const struct bench_row *g =
+            find(plan, "pingpong", "go", 1, parties, ANY, ANY);
+        snprintf(label, sizeof label, "pingpong %s, 1w vs Go",
+                 pingpong_via(parties));
+        if (w1 && g) {
+            snprintf(how, sizeof how,
+                     "weft_%s pair %.1f ns / Go unbuffered channels "
+                     "GOMAXPROCS=1 %.1f ns per round trip",
+                     parties == 1 ? "event" : "queue (maxsize 1)",
+                     w1->ns_per_op, g->ns_per_op);
+            verdict(f, label, w1->ns_per_op / g->ns_per_op, how, "<=", 0.5);
+        } else {
+            missing(f, label, w1 ? "no Go row" : "no weft 1-worker row");
+        }
+        unsigned ncpu = plan->cpus;
+        snprintf(label, sizeof label, "pingpong %s, %uw vs 1w",
+                 pingpong_via(parties), ncpu);
+        const struct bench_row *wn =
+            ncpu > 1 ? find(plan, "pingpong", "weft", ncpu, parties, ANY, ANY)
+                     : NULL;
+        if (w1 && wn) {
+            snprintf(how, sizeof how,
+                     "weft %u workers %.1f ns / 1 worker %.1f ns per round "
+                     "trip",
+                     ncpu, wn->ns_per_op, w1->ns_per_op);
+            verdict(f, label, wn->ns_per_op / w1->ns_per_op, how, "<=", 1.5);
+        } else {
+            missing(f, label,
+                    ncpu < 2 ? "one CPU"
+                             : "needs weft rows at 1 and N workers");
+        }
+    }
+}
+
+/* target / peer of two rows, or n/a. */
+static void lock_ratio(FILE *f, const char *label, const struct bench_row *w,
+                       const struct bench_row *peer, const char *w_name,
+                       const char *peer_name, double limit)
+{
+    char how[200];
+    if (!w || !peer) {
+        snprintf(how, sizeof how, "no %s row", w ? peer_name : w_name);
+        missing(f, label, how);
+        return;
+    }
+    snprintf(how, sizeof how, "%s %.1f ns / %s %.1f ns per increment, n=%llu",
+             w_name, w->ns_per_op, peer_name, peer->ns_per_op,
+             (unsigned long long)w->cell.n);
+    verdict(f, label, w->ns_per_op / peer->ns_per_op, how, "<=", limit);
+}
+
+static void target_lock(const struct bench_plan *plan, FILE *f)
+{
+    static const unsigned ts[] = {4, 100};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
+        unsigned t = ts[i];
+        char label[64], name[64], peer[64];
+        snprintf(label, sizeof label, "lock T=%u, 1w vs Go", t);
+        snprintf(name, sizeof name, "weft 1 worker, %u tasks", t);
+        lock_ratio(f, label, find(plan, "lock", "weft", 1, t, ANY, ANY),
+                   find(plan, "lock", "go", 1, t, ANY, ANY), name,
+                   "Go sync.Mutex GOMAXPROCS=1", 1.0);
+        snprintf(label, sizeof label, "lock T=%u, 2w vs 2 pthreads", t);
+        snprintf(name, sizeof name, "weft 2 workers, %u tasks", t);
+        lock_ratio(f, label, find(plan, "lock", "weft", 2, t, ANY, ANY),
+                   find(plan, "lock", "thread", 2, 2, ANY, ANY), name,
+                   "2 threads on pthread_mutex_t", 1.0);
+        snprintf(label, sizeof label, "lock T=%u, threads vs pthread", t);
+        snprintf(name, sizeof name, "%u threads on weft_lock", t);
+        snprintf(peer, sizeof peer, "%u threads on pthread_mutex_t", t);
+        lock_ratio(f, label, find(plan, "lock", "thread-weft", t, t, ANY, ANY),
+                   find(plan, "lock", "thread", t, t, ANY, ANY), name, peer,
+                   1.5);
+    }
+}
+
 void bench_targets_print(const struct bench_plan *plan, FILE *f)
 {
-    fprintf(f, "== targets (issues 3 and 4), from the rows of this run ==\n");
+    fprintf(f, "== targets, from the rows of this run ==\n");
     target_yield(plan, f);
     target_switch(plan, f);
     target_spawn(plan, f);
@@ -337,4 +437,6 @@ void bench_targets_print(const struct bench_plan *plan, FILE *f)
     target_sleepers_wall(plan, f);
     target_sleepers_bytes(plan, f);
     target_timer(plan, f);
+    target_pingpong(plan, f);
+    target_lock(plan, f);
 }

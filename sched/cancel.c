@@ -259,15 +259,6 @@ void weft__wait_abandon(struct weft__wait *w)
     weft__waiter_abandon(&w->waiter);
 }
 
-bool weft__wait_claim(struct weft__wait *w, int result)
-{
-    /* Seq CAS: exactly one completer; the losers must not touch w. */
-    if (!weft__cas_seq_u32(&w->claimed, 0, 1))
-        return false;
-    w->result = result; /* published by the wake's release */
-    return true;
-}
-
 bool weft__wait_complete(struct weft__wait *w, int result)
 {
     if (!weft__wait_claim(w, result))

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "include/weft.h"
+#include "sched/atomic.h"
 
 struct weft__waiter {
     weft_task *task; /* NULL: a plain thread waits on futex */
@@ -136,7 +137,14 @@ bool weft__wait_complete(struct weft__wait *w, int result);
 /* The same in two steps, so that the wake can leave a lock's critical
  * section: a claimed wait stays valid (its waiter cannot return) until
  * weft__wait_wake. */
-bool weft__wait_claim(struct weft__wait *w, int result);
+static inline bool weft__wait_claim(struct weft__wait *w, int result)
+{
+    /* Seq CAS: exactly one completer; the losers must not touch w. */
+    if (!weft__cas_seq_u32(&w->claimed, 0, 1))
+        return false;
+    w->result = result; /* published by the wake's release */
+    return true;
+}
 static inline void weft__wait_wake(struct weft__wait *w)
 {
     weft__waiter_wake(&w->waiter);
@@ -152,6 +160,18 @@ int weft__check_interrupt(void);
  * wake up to n sleepers. */
 void weft__futex_wait(uint32_t *addr, uint32_t val);
 void weft__futex_wake(uint32_t *addr, int n);
+
+/* weft_current(), inline: the calling worker thread's slot for its
+ * running task (written by that thread only), NULL on other threads. A
+ * task that reads it, switches and reads again may be on another worker:
+ * it is the same task either way. */
+extern __thread weft_task *const *weft__tls_current;
+
+static inline weft_task *weft__current(void)
+{
+    weft_task *const *slot = weft__tls_current;
+    return slot ? *slot : NULL;
+}
 
 /* Monotonic clock in nanoseconds. */
 int64_t weft__now_ns(void);

@@ -88,6 +88,7 @@
 #define WEFT__STEAL_BATCH  32u
 
 __thread struct weft__worker *weft__tls_worker;
+__thread weft_task *const *weft__tls_current;
 
 #ifdef WEFT_TSAN
 __attribute__((noinline)) struct weft__worker *weft__tls_worker_reload(void)
@@ -590,6 +591,7 @@ static void *worker_main(void *arg)
     struct weft__worker *w = arg;
     weft_runtime *rt = w->rt;
     weft__tls_worker = w;
+    weft__tls_current = &w->current;
     w->altstack = weft__stack_altstack_new();
 #ifdef WEFT_ASAN
     pthread_attr_t attr;
@@ -616,6 +618,7 @@ static void *worker_main(void *arg)
     weft__stack_cache_drain(&rt->stacks, &w->stacks);
     weft__stack_altstack_free(w->altstack);
     weft__tls_worker = NULL;
+    weft__tls_current = NULL;
     return NULL;
 }
 

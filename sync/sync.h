@@ -134,8 +134,16 @@ int weft__wq_grant_all(struct weft__wq *q,
                        void (*fill)(struct weft__wq_node *, void *), void *arg,
                        struct weft__wq_wakes *wk);
 
+void weft__wq_wake_all(struct weft__wq_node *head);
+
 /* Release l, then wake the nodes granted under it. */
-void weft__qlock_release_wake(weft__qlock *l, struct weft__wq_wakes *wk);
+static inline void weft__qlock_release_wake(weft__qlock *l,
+                                            struct weft__wq_wakes *wk)
+{
+    weft__qlock_release(l);
+    if (wk->head)
+        weft__wq_wake_all(wk->head);
+}
 
 /* weft__wq_wait's flags. */
 #define WEFT__WQ_AT_HEAD      1u /* a waiter passed over: first again */
@@ -153,8 +161,15 @@ void weft__qlock_release_wake(weft__qlock *l, struct weft__wq_wakes *wk);
 int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
                   int64_t deadline_ns, unsigned flags);
 
-/* The identity of the calling task, or of the calling thread. */
-const void *weft__sync_self(void);
+/* The identity of the calling task, or of the calling thread (8-aligned,
+ * as weft_lock's word needs). */
+extern __thread uint64_t weft__sync_thread_self;
+
+static inline const void *weft__sync_self(void)
+{
+    weft_task *t = weft__current();
+    return t ? (const void *)t : (const void *)&weft__sync_thread_self;
+}
 
 /* Validity tags: a primitive's tag is written by init and cleared by
  * destroy; calls check it, so use before init or after destroy returns

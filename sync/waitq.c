@@ -130,10 +130,9 @@ int weft__wq_grant_all(struct weft__wq *q,
     return granted;
 }
 
-void weft__qlock_release_wake(weft__qlock *l, struct weft__wq_wakes *wk)
+void weft__wq_wake_all(struct weft__wq_node *head)
 {
-    weft__qlock_release(l);
-    for (struct weft__wq_node *n = wk->head, *next; n; n = next) {
+    for (struct weft__wq_node *n = head, *next; n; n = next) {
         next = n->next; /* read first: the wake hands n back */
         weft__wait_wake(&n->wait);
     }
@@ -173,14 +172,7 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
     return now ? now : rc;
 }
 
-/* A thread's identity: 8-aligned, as weft_lock's word needs. */
-static __thread uint64_t thread_self;
-
-const void *weft__sync_self(void)
-{
-    weft_task *t = weft_current();
-    return t ? (const void *)t : (const void *)&thread_self;
-}
+__thread uint64_t weft__sync_thread_self;
 
 int weft__sync_deadline(double seconds, int64_t *deadline_ns)
 {
