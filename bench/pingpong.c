@@ -222,29 +222,24 @@ static void *party_main(void *arg)
     return NULL;
 }
 
-/* The weft cell's root task: spawn both parties and join them. */
+/* The weft cell's root task: party 0 itself, party 1 a task it spawns (as
+ * Go's cell is its main goroutine and one more). Joining two spawned
+ * parties instead would run the first inline on the root's stack, whose
+ * every wait then also publishes itself to the joiner (cancel.c). */
 static void *weft_main(void *arg)
 {
     struct pp_party *p = arg;
-    weft_task *h[2];
-    for (int i = 0; i < 2; i++) {
-        h[i] = weft_spawn(party_main, &p[i]);
-        if (!h[i]) {
-            p[i].err = -errno;
-            if (i == 1) { /* the first waits for a peer that never comes */
-                weft_cancel(h[0]);
-                int err = weft_join(h[0], NULL);
-                if (err < 0 && p[0].err == 0)
-                    p[0].err = err;
-            }
-            return NULL;
-        }
+    weft_task *peer = weft_spawn(party_main, &p[1]);
+    if (!peer) {
+        p[1].err = -errno;
+        return NULL;
     }
-    for (int i = 0; i < 2; i++) {
-        int err = weft_join(h[i], NULL);
-        if (err < 0 && p[i].err == 0)
-            p[i].err = err;
-    }
+    party_run(&p[0]);
+    if (p[0].err)
+        (void)weft_cancel(peer); /* it may wait for a token never sent */
+    int err = weft_join(peer, NULL);
+    if (err < 0 && p[1].err == 0)
+        p[1].err = err;
     return NULL;
 }
 
