@@ -368,6 +368,8 @@ struct weft__worker {
     enum weft__op op;         /* set by a task before it switches out */
     weft_task *parked_out;    /* a task that switched straight to another
                                  one to park: resumed_on() finishes it */
+    weft_task *yielded_out;   /* one that yielded so: resumed_on() pushes
+                                 it onto the deque */
     bool spinning;            /* counted in rt->nr_spinning */
     uint64_t rng;             /* victim selection */
     uint64_t next_id, id_end; /* block of task ids */

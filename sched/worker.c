@@ -184,14 +184,23 @@ static void switch_into(void **save, weft_task *to)
 
 static void finish_park(struct weft__worker *w, weft_task *t);
 
-/* Run first by a task resumed on w, on its own stack: finish parking the
- * task that switched straight to it (park_direct). */
+static void local_push(struct weft__worker *w, weft_task *t);
+
+/* Run first by a task resumed on w, on its own stack, once the task that
+ * switched straight to it has its context saved: finish parking it
+ * (park_task), or make it stealable (weft_yield). */
 static inline void resumed_on(struct weft__worker *w)
 {
     weft_task *t = w->parked_out;
     if (t) {
         w->parked_out = NULL;
         finish_park(w, t);
+    }
+    if (WEFT_UNLIKELY(w->yielded_out)) {
+        t = w->yielded_out;
+        w->yielded_out = NULL;
+        local_push(w, t);
+        weft__notify(w->rt);
     }
 }
 
@@ -814,6 +823,15 @@ int weft__join_run_inline(weft_task *target, void *claim)
     return run_inline(w, self, found, claim) ? 1 : -1;
 }
 
+/* Whether another worker of w's runtime is parked or looking for work. */
+static bool worker_idle_elsewhere(const struct weft__worker *w)
+{
+    const weft_runtime *rt = w->rt;
+    return rt->nworkers > 1 &&
+           (weft__load_rlx_u32((uint32_t *)&rt->nr_parked) != 0 ||
+            weft__load_rlx_u32((uint32_t *)&rt->nr_spinning) != 0);
+}
+
 int weft_yield(void)
 {
     struct weft__worker *w = weft__tls_worker;
@@ -832,10 +850,16 @@ int weft_yield(void)
     if (!next)
         return weft__task_interrupt_of(t);
     set_where(t, (int)w->index, WEFT_TASK_READY);
-    yield_push(w, t);
-    /* Straight to next, not through the scheduler: nothing needs doing
-     * after t's context is saved, because t is already on the yield list,
-     * which no other thread reads. */
+    /* Straight to next, not through the scheduler. t goes on the yield
+     * list, which only this thread reads, so nobody can resume t before
+     * its context is saved. But no other worker can take it from there
+     * either: if one is idle while next never suspends, t would wait for
+     * nothing. Then t goes onto the deque instead, once its context is
+     * saved (resumed_on), and an idle worker is woken to steal it. */
+    if (WEFT_UNLIKELY(worker_idle_elsewhere(w)))
+        w->yielded_out = t;
+    else
+        yield_push(w, t);
     switch_into(&t->sp, next);
     resumed_on(weft__tls_worker_reload());
     return weft__task_interrupt_of(t);
