@@ -52,13 +52,6 @@ static void *run_bwait(void *arg)
     return NULL;
 }
 
-static weft_runtime *new_rt(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
 /* Start w as a task of rt (NULL: the caller's runtime) and wait until it
  * waits in the barrier, which then counts it. */
 static weft_task *waiting_task(weft_runtime *rt, struct bwait *w,
@@ -86,23 +79,6 @@ static void waiting_thread(pthread_t *th, struct bwait *w, unsigned n_waiting)
     ck_assert_uint_eq(weft_barrier_n_waiting(w->b), n_waiting);
 }
 
-static void join_task(weft_task *t, int want)
-{
-    ck_assert_int_eq(weft_join(t, NULL), want);
-}
-
-static void join_thread(pthread_t th)
-{
-    ck_assert_int_eq(pthread_join(th, NULL), 0);
-}
-
-static void check_took(double got, double want, const char *what)
-{
-    ck_assert_msg(got >= want - TU_EARLY_EPS && got <= want + TU_SLACK,
-                  "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
-                  what, got, want, TU_SLACK);
-}
-
 /* A round of `parties` waits from the calling thread's point of view:
  * every index of the round handed out exactly once. */
 static void check_permutation(const int *idx, unsigned parties)
@@ -122,7 +98,7 @@ static void check_permutation(const int *idx, unsigned parties)
 START_TEST(barrier_indices_follow_arrival_and_the_last_gets_parties_minus_one)
 {
     enum { PARTIES = 4 };
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_barrier b;
     ck_assert_int_eq(weft_barrier_init(&b, PARTIES), 0);
     ck_assert_uint_eq(weft_barrier_n_waiting(&b), 0);
@@ -136,7 +112,7 @@ START_TEST(barrier_indices_follow_arrival_and_the_last_gets_parties_minus_one)
     /* The last arrival (this plain thread) does not wait. */
     ck_assert_int_eq(weft_barrier_wait(&b), PARTIES - 1);
     for (unsigned i = 0; i < PARTIES - 1; i++) {
-        join_task(t[i], 0);
+        tu_join_task(t[i], 0);
         ck_assert_int_eq(w[i].rc, (int)i);
     }
     ck_assert_uint_eq(weft_barrier_n_waiting(&b), 0);
@@ -195,12 +171,8 @@ static void *rounds_party(void *arg)
             atomic_fetch_add(&s->marks[r * s->parties + (unsigned)idx], 1);
         TU_ASSERT_INT_EQ(was, 0);
         /* Vary the order of arrival. */
-        if (tu_rand(&rng) % 4 == 0) {
-            if (weft_current())
-                TU_ASSERT_INT_EQ(weft_yield(), 0);
-            else
-                sched_yield();
-        }
+        if (tu_rand(&rng) % 4 == 0)
+            tu_pause();
     }
     return NULL;
 }
@@ -244,14 +216,14 @@ static void run_rounds(weft_runtime *rt, struct rounds *s, unsigned tasks,
     for (unsigned i = 0; i < threads; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, rounds_party, s), 0);
     for (unsigned i = 0; i < tasks; i++)
-        join_task(t[i], 0);
+        tu_join_task(t[i], 0);
     for (unsigned i = 0; i < threads; i++)
-        join_thread(th[i]);
+        tu_join_thread(th[i]);
 }
 
 START_TEST(barrier_repeated_rounds_each_hand_out_every_index_once)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct rounds s;
     rounds_init(&s, ROUND_PARTIES, ROUNDS);
     run_rounds(rt, &s, ROUND_PARTIES, 0);
@@ -262,7 +234,7 @@ END_TEST
 
 START_TEST(barrier_rounds_mix_tasks_and_threads)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct rounds s;
     rounds_init(&s, 4, ROUNDS);
     run_rounds(rt, &s, 2, 2);
@@ -280,7 +252,7 @@ END_TEST
 
 START_TEST(barrier_abort_fails_waiters_and_later_callers_with_epipe)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_barrier b;
     ck_assert_int_eq(weft_barrier_init(&b, 3), 0);
     struct bwait wt, wth;
@@ -290,8 +262,8 @@ START_TEST(barrier_abort_fails_waiters_and_later_callers_with_epipe)
     pthread_t th;
     waiting_thread(&th, &wth, 2);
     ck_assert_int_eq(weft_barrier_abort(&b), 0);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(wt.rc, -EPIPE);
     ck_assert_int_eq(wth.rc, -EPIPE);
     ck_assert(weft_barrier_broken(&b));
@@ -305,7 +277,7 @@ START_TEST(barrier_abort_fails_waiters_and_later_callers_with_epipe)
     bwait_init(&late, &b);
     t = weft_spawn_ex(rt, run_bwait, &late, NULL);
     ck_assert_ptr_nonnull(t);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(late.rc, -EPIPE);
     ck_assert_int_eq(weft_barrier_abort(&b), 0); /* again: no change */
     ck_assert(weft_barrier_broken(&b));
@@ -317,8 +289,8 @@ START_TEST(barrier_abort_fails_waiters_and_later_callers_with_epipe)
     bwait_init(&wth, &b);
     waiting_thread(&th, &wth, 2);
     int last = weft_barrier_wait(&b);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     check_permutation((int[]){wt.rc, wth.rc, last}, 3);
     ck_assert_int_eq(last, 2);
     ck_assert_int_eq(weft_barrier_destroy(&b), 0);
@@ -328,7 +300,7 @@ END_TEST
 
 START_TEST(barrier_reset_fails_current_waiters_with_epipe_and_works_again)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_barrier b;
     ck_assert_int_eq(weft_barrier_init(&b, 3), 0);
     ck_assert_int_eq(weft_barrier_reset(&b), 0); /* nobody waiting: no-op */
@@ -340,8 +312,8 @@ START_TEST(barrier_reset_fails_current_waiters_with_epipe_and_works_again)
     pthread_t th;
     waiting_thread(&th, &wth, 2);
     ck_assert_int_eq(weft_barrier_reset(&b), 0);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(wt.rc, -EPIPE);
     ck_assert_int_eq(wth.rc, -EPIPE);
     ck_assert(!weft_barrier_broken(&b));
@@ -353,8 +325,8 @@ START_TEST(barrier_reset_fails_current_waiters_with_epipe_and_works_again)
         t = waiting_task(rt, &wt, 1);
         waiting_thread(&th, &wth, 2);
         ck_assert_int_eq(weft_barrier_wait(&b), 2);
-        join_task(t, 0);
-        join_thread(th);
+        tu_join_task(t, 0);
+        tu_join_thread(th);
         ck_assert_int_eq(wt.rc, 0);
         ck_assert_int_eq(wth.rc, 1);
     }
@@ -368,7 +340,7 @@ END_TEST
 
 START_TEST(barrier_cancelled_waiter_leaves_the_round_without_breaking_it)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_barrier b;
     ck_assert_int_eq(weft_barrier_init(&b, 3), 0);
     struct bwait a, c, d;
@@ -378,15 +350,15 @@ START_TEST(barrier_cancelled_waiter_leaves_the_round_without_breaking_it)
     weft_task *ta = waiting_task(rt, &a, 1);
     weft_task *tc = waiting_task(rt, &c, 2);
     ck_assert_int_eq(weft_cancel(ta), 0);
-    join_task(ta, -ECANCELED);
+    tu_join_task(ta, -ECANCELED);
     ck_assert_int_eq(a.rc, -ECANCELED);
     ck_assert_uint_eq(weft_barrier_n_waiting(&b), 1);
     ck_assert(!weft_barrier_broken(&b));
     /* The round still needs three: c, d and this thread. */
     weft_task *td = waiting_task(rt, &d, 2);
     ck_assert_int_eq(weft_barrier_wait(&b), 2);
-    join_task(tc, 0);
-    join_task(td, 0);
+    tu_join_task(tc, 0);
+    tu_join_task(td, 0);
     ck_assert_int_eq(c.rc, 0);
     ck_assert_int_eq(d.rc, 1);
     ck_assert_int_eq(weft_barrier_destroy(&b), 0);
@@ -409,7 +381,7 @@ static void *early_cancel_main(void *arg)
     ck_assert_int_eq(weft_cancel(ta), 0);
     ck_assert_uint_eq(weft_barrier_n_waiting(&e->b), 0); /* a left */
     e->last_rc = weft_barrier_wait_timeout(&e->b, 0.05);
-    join_task(ta, -ECANCELED);
+    tu_join_task(ta, -ECANCELED);
     return NULL;
 }
 
@@ -452,7 +424,7 @@ static void *pending_cancel_main(void *arg)
     ck_assert_int_eq(weft_barrier_wait(b), 1);
     ck_assert_int_eq(weft_yield(), -ECANCELED); /* still pending */
     ck_assert_int_eq(weft_uncancel(), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(w.rc, 0);
     return NULL;
 }
@@ -512,7 +484,7 @@ static void *timeout_forms(void *arg)
     double t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_barrier_wait_timeout(b, 0.03), -ETIMEDOUT);
     double took = weft_now() - t0;
-    check_took(took, 0.03, "weft_barrier_wait_timeout");
+    tu_check_took(took, 0.03, "weft_barrier_wait_timeout");
     TU_ASSERT_INT_EQ(weft_barrier_n_waiting(b), 0);
     t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_barrier_wait_timeout(b, 0), -ETIMEDOUT);
@@ -535,14 +507,14 @@ START_TEST(barrier_wait_timeout_expires_and_leaves_the_round)
     ck_assert_ptr_eq(tu_run_in(2, timeout_forms_main, &b), (void *)1);
     /* After the timeouts, a round of two still works: a bounded waiter is
      * released by the last arrival, which itself needs no time at all. */
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct bwait w;
     bwait_init(&w, &b);
     w.timed = true;
     w.seconds = 10.0;
     weft_task *t = waiting_task(rt, &w, 1);
     ck_assert_int_eq(weft_barrier_wait_timeout(&b, 0), 1);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(w.rc, 0);
     bwait_init(&w, &b);
     w.timed = true;
@@ -550,7 +522,7 @@ START_TEST(barrier_wait_timeout_expires_and_leaves_the_round)
     pthread_t th;
     waiting_thread(&th, &w, 1);
     ck_assert_int_eq(weft_barrier_wait_timeout(&b, WEFT_FOREVER), 1);
-    join_thread(th);
+    tu_join_thread(th);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_barrier_destroy(&b), 0);
     weft_runtime_free(rt);
@@ -604,7 +576,7 @@ END_TEST
 
 START_TEST(barrier_destroy_while_waited_on_returns_ebusy)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_barrier b;
     ck_assert_int_eq(weft_barrier_init(&b, 3), 0);
     struct bwait wt, wth;
@@ -618,8 +590,8 @@ START_TEST(barrier_destroy_while_waited_on_returns_ebusy)
     /* Still usable: the round completes. */
     ck_assert_uint_eq(weft_barrier_n_waiting(&b), 2);
     ck_assert_int_eq(weft_barrier_wait(&b), 2);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(wt.rc, 0);
     ck_assert_int_eq(wth.rc, 1);
     ck_assert_int_eq(weft_barrier_destroy(&b), 0);
@@ -639,7 +611,7 @@ START_TEST(barrier_stress_rounds_of_tasks_and_threads_are_permutations)
     /* 8 tasks on 4 workers and 2 plain threads, many rounds. */
     unsigned rounds = TU_SCALE(20000, 8000, 3000);
     double t0 = weft_now();
-    weft_runtime *rt = new_rt(4);
+    weft_runtime *rt = tu_new_runtime(4);
     struct rounds s;
     rounds_init(&s, 10, rounds);
     run_rounds(rt, &s, 8, 2);

@@ -15,225 +15,14 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "sched/alloc.h"
 #include "testutil.h"
-
-/* ------------------------------------------------------------------------
- * Actors: fn(arg) run as a task of rt or as a plain thread */
-
-enum kind { TASK, THREAD };
-
-struct actor {
-    weft_runtime *rt;
-    enum kind kind;
-    weft_fn fn;
-    void *arg;
-    pthread_t th;
-    weft_task *task;
-    atomic_int tid;  /* a thread's kernel id, once it runs */
-    atomic_int done; /* fn has returned */
-};
-
-static void *actor_body(void *p)
-{
-    struct actor *a = p;
-    if (a->kind == THREAD)
-        atomic_store(&a->tid, (int)syscall(SYS_gettid));
-    a->fn(a->arg);
-    atomic_store(&a->done, 1);
-    return NULL;
-}
-
-static void actor_start(struct actor *a, weft_runtime *rt, enum kind kind,
-                        weft_fn fn, void *arg)
-{
-    a->rt = rt;
-    a->kind = kind;
-    a->fn = fn;
-    a->arg = arg;
-    a->task = NULL;
-    atomic_store(&a->tid, 0);
-    atomic_store(&a->done, 0);
-    if (kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_create(&a->th, NULL, actor_body, a), 0);
-        return;
-    }
-    a->task = weft_spawn_ex(rt, actor_body, a, NULL);
-    TU_ASSERT(a->task != NULL);
-}
-
-/* Wait for a to finish: weft_join's code for a task, 0 for a thread. */
-static int actor_join(struct actor *a)
-{
-    if (a->kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_join(a->th, NULL), 0);
-        return 0;
-    }
-    return weft_join(a->task, NULL);
-}
-
-/* Whether thread tid sleeps in the kernel (state S), as a thread blocked
- * on its futex does. */
-static bool thread_asleep(int tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char buf[512];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
-}
-
-static void pause_briefly(void)
-{
-    if (weft_current())
-        tu_yield();
-    else
-        sched_yield();
-}
-
-/* Wait until a is blocked in its wait: its task WAITING, its thread
- * asleep. Fails if a returns instead. */
-static void actor_wait_blocked(struct actor *a)
-{
-    double t0 = weft_now();
-    for (;;) {
-        if (atomic_load(&a->done))
-            ck_abort_msg("the waiter returned instead of waiting");
-        if (a->kind == TASK) {
-            weft_runtime *rt = weft_current() ? NULL : a->rt;
-            if (tu_task_state(rt, weft_task_id(a->task)) == WEFT_TASK_WAITING)
-                return;
-        } else {
-            int tid = atomic_load(&a->tid);
-            if (tid && thread_asleep(tid))
-                return;
-        }
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("the waiter never blocked");
-        pause_briefly();
-    }
-}
-
-static weft_runtime *new_runtime(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-/* ------------------------------------------------------------------------
- * A racer: a thread that meets the test's thread at each round and then,
- * after a random spin, runs its action, so that the action and the test's
- * own one land at about the same moment. */
-
-struct racer {
-    pthread_t th;
-    void (*action)(void *ctx);
-    void *ctx;
-    uint64_t rng;
-    unsigned spin_ns; /* the racer spins 0 .. spin_ns - 1 ns before acting */
-    atomic_int go, ready, done, stop;
-};
-
-/* Busy-wait a random 0 .. max_ns - 1 nanoseconds. */
-static void spin_random(uint64_t *rng, unsigned max_ns)
-{
-    if (max_ns == 0)
-        return;
-    int64_t until = tu_now_ns() + (int64_t)(tu_rand(rng) % max_ns);
-    while (tu_now_ns() < until)
-        ;
-}
-
-/* Busy-wait ns nanoseconds (nothing if ns <= 0). */
-static void spin_for(int64_t ns)
-{
-    int64_t until = tu_now_ns() + ns;
-    while (tu_now_ns() < until)
-        ;
-}
-
-enum { SPIN_NS = 3000 };
-
-static void *racer_main(void *p)
-{
-    struct racer *r = p;
-    int seen = 0;
-    for (;;) {
-        int g;
-        while ((g = atomic_load(&r->go)) == seen) {
-            if (atomic_load(&r->stop))
-                return NULL;
-            sched_yield();
-        }
-        seen = g;
-        atomic_store(&r->ready, g);
-        spin_random(&r->rng, r->spin_ns);
-        r->action(r->ctx);
-        atomic_store(&r->done, g);
-    }
-}
-
-static void racer_start(struct racer *r, void (*action)(void *), void *ctx,
-                        uint64_t seed, unsigned spin_ns)
-{
-    r->action = action;
-    r->spin_ns = spin_ns;
-    r->ctx = ctx;
-    r->rng = seed | 1;
-    atomic_store(&r->go, 0);
-    atomic_store(&r->ready, 0);
-    atomic_store(&r->done, 0);
-    atomic_store(&r->stop, 0);
-    ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
-}
-
-/* Start round g and wait until the racer has seen it. */
-static void racer_go(struct racer *r, int g)
-{
-    atomic_store(&r->go, g);
-    for (int i = 0; atomic_load(&r->ready) != g; i++)
-        if (i > 1000)
-            sched_yield();
-}
-
-static void racer_wait(struct racer *r, int g)
-{
-    while (atomic_load(&r->done) != g)
-        sched_yield();
-}
-
-static void racer_stop(struct racer *r)
-{
-    atomic_store(&r->stop, 1);
-    ck_assert_int_eq(pthread_join(r->th, NULL), 0);
-}
-
-static void wait_flag(atomic_int *flag)
-{
-    double t0 = weft_now();
-    while (!atomic_load(flag)) {
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("a flag was never set");
-        pause_briefly();
-    }
-}
 
 /* Wait until nobody waits on cond any more, then leave it destroyed: the
  * only way to see from outside that an interrupted waiter has left the
@@ -246,7 +35,7 @@ static void wait_until_unqueued_and_destroy(weft_cond *cond)
     while ((rc = weft_cond_destroy(cond)) == -EBUSY) {
         if (weft_now() - t0 > 10.0)
             ck_abort_msg("the waiter never left the condition's queue");
-        pause_briefly();
+        tu_pause();
     }
     ck_assert_int_eq(rc, 0);
 }
@@ -285,18 +74,18 @@ static void *wait_once(void *arg)
 }
 
 /* Start a waiter and wait until it waits on the condition. */
-static void start_waiter(struct actor *a, weft_runtime *rt, enum kind kind,
-                         struct waiter *w)
+static void start_waiter(struct tu_actor *a, weft_runtime *rt,
+                         enum tu_kind kind, struct waiter *w)
 {
     atomic_store(&w->in_wait, 0);
-    actor_start(a, rt, kind, wait_once, w);
-    wait_flag(&w->in_wait);
-    actor_wait_blocked(a);
+    tu_actor_start(a, rt, kind, wait_once, w);
+    tu_wait_flag(&w->in_wait);
+    tu_actor_wait_blocked(a);
 }
 
-static void check_woken(struct actor *a, struct waiter *w, int rc, int jrc)
+static void check_woken(struct tu_actor *a, struct waiter *w, int rc, int jrc)
 {
-    ck_assert_int_eq(actor_join(a), jrc);
+    ck_assert_int_eq(tu_actor_join(a), jrc);
     ck_assert_int_eq(w->rc, rc);
     ck_assert(w->locked_after);
     ck_assert_int_eq(w->release_rc, 0); /* the lock was the waiter's */
@@ -314,7 +103,7 @@ static void *notify_on_go(void *arg)
 {
     struct notifier *nt = arg;
     while (!atomic_load(&nt->go))
-        pause_briefly();
+        tu_pause();
     TU_ASSERT_INT_EQ(weft_lock_acquire(nt->lock), 0);
     nt->rc = weft_cond_notify(nt->cond, nt->n);
     TU_ASSERT_INT_EQ(weft_lock_release(nt->lock), 0);
@@ -503,7 +292,7 @@ static void *hold_until_go(void *arg)
     TU_ASSERT_INT_EQ(weft_lock_acquire(h->lock), 0);
     atomic_store(&h->held, 1);
     while (!atomic_load(&h->go))
-        pause_briefly();
+        tu_pause();
     TU_ASSERT_INT_EQ(weft_lock_release(h->lock), 0);
     return NULL;
 }
@@ -512,7 +301,7 @@ START_TEST(cond_wait_and_notify_without_the_lock_return_eperm)
 {
     /* The lock free, then held by someone else (_i 0: a task, 1: a plain
      * thread); the callers are the test's thread and a task. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -524,15 +313,15 @@ START_TEST(cond_wait_and_notify_without_the_lock_return_eperm)
     tu_join_expect(t, 1);
 
     struct holder h = {.lock = &l};
-    struct actor ha;
-    actor_start(&ha, rt, _i ? THREAD : TASK, hold_until_go, &h);
-    wait_flag(&h.held);
+    struct tu_actor ha;
+    tu_actor_start(&ha, rt, _i ? TU_THREAD : TU_TASK, hold_until_go, &h);
+    tu_wait_flag(&h.held);
     check_eperm(&c, &l);
     t = weft_spawn_ex(rt, eperm_main, args, NULL);
     ck_assert_ptr_nonnull(t);
     tu_join_expect(t, 1);
     atomic_store(&h.go, 1);
-    ck_assert_int_eq(actor_join(&ha), 0);
+    ck_assert_int_eq(tu_actor_join(&ha), 0);
     ck_assert(!weft_lock_locked(&l));
     ck_assert_int_eq(weft_cond_destroy(&c), 0); /* nobody queued */
     ck_assert_int_eq(weft_lock_destroy(&l), 0);
@@ -559,14 +348,14 @@ END_TEST
 
 START_TEST(cond_destroy_while_waited_on_returns_ebusy_and_it_stays_usable)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w = {.lock = &l, .cond = &c, .timeout = -1};
-    struct actor a;
-    start_waiter(&a, rt, _i ? THREAD : TASK, &w);
+    struct tu_actor a;
+    start_waiter(&a, rt, _i ? TU_THREAD : TU_TASK, &w);
     ck_assert_int_eq(weft_cond_destroy(&c), -EBUSY);
     /* The lock is free while the waiter waits, and not destroyable
      * either way while it is in use. */
@@ -585,19 +374,19 @@ END_TEST
 START_TEST(cond_wait_returns_zero_with_the_lock_held_after_a_notify)
 {
     /* _i: bit 0 the waiter is a thread, bit 1 the notifier is. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w = {.lock = &l, .cond = &c, .timeout = -1};
     struct notifier nt = {.lock = &l, .cond = &c, .n = 1};
-    struct actor wa, na;
-    actor_start(&na, rt, _i & 2 ? THREAD : TASK, notify_on_go, &nt);
-    start_waiter(&wa, rt, _i & 1 ? THREAD : TASK, &w);
+    struct tu_actor wa, na;
+    tu_actor_start(&na, rt, _i & 2 ? TU_THREAD : TU_TASK, notify_on_go, &nt);
+    start_waiter(&wa, rt, _i & 1 ? TU_THREAD : TU_TASK, &w);
     ck_assert(!atomic_load(&wa.done));
     atomic_store(&nt.go, 1);
-    ck_assert_int_eq(actor_join(&na), 0);
+    ck_assert_int_eq(tu_actor_join(&na), 0);
     ck_assert_int_eq(nt.rc, 1);
     check_woken(&wa, &w, 0, 0);
     ck_assert(!weft_lock_locked(&l));
@@ -612,7 +401,7 @@ START_TEST(cond_notify_wakes_the_waiters_in_fifo_order)
     /* _i 0: tasks only; 1: tasks and plain threads in turn. Each
      * notify(1) must wake the oldest waiter and no other. */
     enum { N = 6 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -620,7 +409,7 @@ START_TEST(cond_notify_wakes_the_waiters_in_fifo_order)
     int order[N];
     atomic_int norder = 0;
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.lock = &l,
                                .cond = &c,
@@ -628,7 +417,7 @@ START_TEST(cond_notify_wakes_the_waiters_in_fifo_order)
                                .id = i,
                                .order = order,
                                .norder = &norder};
-        start_waiter(&a[i], rt, _i && i % 2 ? THREAD : TASK, &w[i]);
+        start_waiter(&a[i], rt, _i && i % 2 ? TU_THREAD : TU_TASK, &w[i]);
     }
     for (int k = 0; k < N; k++) {
         ck_assert_int_eq(locked_notify(&l, &c, 1), 1);
@@ -649,7 +438,7 @@ END_TEST
 START_TEST(cond_notify_n_wakes_exactly_n_waiters)
 {
     enum { N = 5 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -657,7 +446,7 @@ START_TEST(cond_notify_n_wakes_exactly_n_waiters)
     int order[N];
     atomic_int norder = 0;
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.lock = &l,
                                .cond = &c,
@@ -665,7 +454,7 @@ START_TEST(cond_notify_n_wakes_exactly_n_waiters)
                                .id = i,
                                .order = order,
                                .norder = &norder};
-        start_waiter(&a[i], rt, i == 1 ? THREAD : TASK, &w[i]);
+        start_waiter(&a[i], rt, i == 1 ? TU_THREAD : TU_TASK, &w[i]);
     }
     ck_assert_int_eq(locked_notify(&l, &c, 2), 2);
     check_woken(&a[0], &w[0], 0, 0);
@@ -691,17 +480,17 @@ END_TEST
 START_TEST(cond_notify_all_wakes_every_waiter)
 {
     enum { N = 8 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){
             .lock = &l, .cond = &c, .timeout = i % 2 ? 30.0 : -1};
-        start_waiter(&a[i], rt, i % 3 == 1 ? THREAD : TASK, &w[i]);
+        start_waiter(&a[i], rt, i % 3 == 1 ? TU_THREAD : TU_TASK, &w[i]);
     }
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     ck_assert_int_eq(weft_cond_notify_all(&c), N);
@@ -797,16 +586,16 @@ static void *wait_for_once(void *arg)
 
 /* Wait until the waiter has evaluated the predicate `evals` times and
  * waits again. */
-static void wait_evals(struct actor *a, struct pred_state *ps, int evals)
+static void wait_evals(struct tu_actor *a, struct pred_state *ps, int evals)
 {
     double t0 = weft_now();
     while (atomic_load(&ps->evals) < evals) {
         if (weft_now() - t0 > 10.0)
             ck_abort_msg("the predicate was evaluated %d times, not %d",
                          atomic_load(&ps->evals), evals);
-        pause_briefly();
+        tu_pause();
     }
-    actor_wait_blocked(a);
+    tu_actor_wait_blocked(a);
 }
 
 START_TEST(cond_wait_for_waits_until_the_predicate_holds)
@@ -815,7 +604,7 @@ START_TEST(cond_wait_for_waits_until_the_predicate_holds)
      * Three notifies, the predicate true only after the third: the waiter
      * evaluates it each time, with the lock held, and returns after the
      * third with it true. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -823,8 +612,8 @@ START_TEST(cond_wait_for_waits_until_the_predicate_holds)
     struct pred_state ps = {.lock = &l};
     struct pred_waiter pw = {
         .cond = &c, .ps = &ps, .timeout = _i & 2 ? 30.0 : -1};
-    struct actor a;
-    actor_start(&a, rt, _i & 1 ? THREAD : TASK, wait_for_once, &pw);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i & 1 ? TU_THREAD : TU_TASK, wait_for_once, &pw);
     wait_evals(&a, &ps, 1);
     for (int v = 1; v <= 3; v++) {
         ck_assert(!atomic_load(&a.done));
@@ -835,7 +624,7 @@ START_TEST(cond_wait_for_waits_until_the_predicate_holds)
         if (v < 3)
             wait_evals(&a, &ps, v + 1);
     }
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(pw.rc, 0);
     ck_assert(pw.held_true);
     ck_assert_int_eq(pw.release_rc, 0);
@@ -870,7 +659,7 @@ START_TEST(cond_wait_for_timeout_bounds_the_whole_wait)
     /* Notified every 5 ms with the predicate false, the waiter (_i 0: a
      * task, 1: a plain thread) waits many times; the bound is over all of
      * them, not each. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -878,12 +667,12 @@ START_TEST(cond_wait_for_timeout_bounds_the_whole_wait)
     struct pred_state ps = {.lock = &l};
     struct pred_waiter pw = {.cond = &c, .ps = &ps, .timeout = 0.1};
     struct ticker tk = {.lock = &l, .cond = &c};
-    struct actor ta, wa;
-    actor_start(&wa, rt, _i ? THREAD : TASK, wait_for_once, &pw);
-    actor_start(&ta, rt, TASK, notify_every_few_ms, &tk);
-    ck_assert_int_eq(actor_join(&wa), 0);
+    struct tu_actor ta, wa;
+    tu_actor_start(&wa, rt, _i ? TU_THREAD : TU_TASK, wait_for_once, &pw);
+    tu_actor_start(&ta, rt, TU_TASK, notify_every_few_ms, &tk);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     atomic_store(&tk.stop, 1);
-    ck_assert_int_eq(actor_join(&ta), 0);
+    ck_assert_int_eq(tu_actor_join(&ta), 0);
     ck_assert_int_eq(pw.rc, -ETIMEDOUT);
     ck_assert_int_eq(pw.release_rc, 0); /* the lock held on -ETIMEDOUT */
     ck_assert_msg(pw.waited >= 0.1 - TU_EARLY_EPS &&
@@ -901,7 +690,7 @@ START_TEST(cond_wait_timeout_returns_etimedout_after_about_the_time)
 {
     /* _i 0: a task, 1: a plain thread. The lock is held again after the
      * timeout. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
@@ -909,8 +698,8 @@ START_TEST(cond_wait_timeout_returns_etimedout_after_about_the_time)
     static const double bounds[] = {0.0, 0.02, 0.1};
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
         struct waiter w = {.lock = &l, .cond = &c, .timeout = bounds[i]};
-        struct actor a;
-        actor_start(&a, rt, _i ? THREAD : TASK, wait_once, &w);
+        struct tu_actor a;
+        tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, wait_once, &w);
         check_woken(&a, &w, -ETIMEDOUT, 0);
         ck_assert_msg(w.waited >= bounds[i] - TU_EARLY_EPS &&
                           w.waited <= bounds[i] + TU_SLACK,
@@ -926,14 +715,14 @@ END_TEST
 
 START_TEST(cond_wait_timeout_returns_zero_when_notified_in_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w = {.lock = &l, .cond = &c, .timeout = 30.0};
-    struct actor a;
-    start_waiter(&a, rt, _i ? THREAD : TASK, &w);
+    struct tu_actor a;
+    start_waiter(&a, rt, _i ? TU_THREAD : TU_TASK, &w);
     ck_assert_int_eq(locked_notify(&l, &c, 1), 1);
     check_woken(&a, &w, 0, 0);
     ck_assert_msg(w.waited < 10.0, "waited %.3f s", w.waited);
@@ -948,17 +737,17 @@ START_TEST(cond_wait_timeout_waits_for_the_lock_before_returning_etimedout)
     /* The test's thread holds the lock when the waiter's bound passes:
      * the waiter (_i 0: a task, 1: a plain thread) leaves the condition's
      * queue, then waits for the lock, and returns only with it. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w = {.lock = &l, .cond = &c, .timeout = 0.05};
-    struct actor a;
-    start_waiter(&a, rt, _i ? THREAD : TASK, &w);
+    struct tu_actor a;
+    start_waiter(&a, rt, _i ? TU_THREAD : TU_TASK, &w);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     wait_until_unqueued_and_destroy(&c);
-    actor_wait_blocked(&a); /* on the lock now */
+    tu_actor_wait_blocked(&a); /* on the lock now */
     ck_assert(!atomic_load(&a.done));
     ck_assert_int_eq(weft_lock_release(&l), 0);
     check_woken(&a, &w, -ETIMEDOUT, 0);
@@ -1006,18 +795,18 @@ START_TEST(cond_wait_cancelled_returns_ecanceled_with_the_lock_held)
     /* The test's thread holds the lock when it cancels the waiter (_i 0:
      * weft_cond_wait, 1: the _timeout form): the waiter leaves the queue,
      * waits for the lock ignoring the cancel, and returns with it. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w = {.lock = &l, .cond = &c, .timeout = _i ? 30.0 : -1};
-    struct actor a;
-    start_waiter(&a, rt, TASK, &w);
+    struct tu_actor a;
+    start_waiter(&a, rt, TU_TASK, &w);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     ck_assert_int_eq(weft_cancel(a.task), 0);
     wait_until_unqueued_and_destroy(&c);
-    actor_wait_blocked(&a); /* on the lock now */
+    tu_actor_wait_blocked(&a); /* on the lock now */
     ck_assert(!atomic_load(&a.done));
     ck_assert_int_eq(weft_lock_release(&l), 0);
     check_woken(&a, &w, -ECANCELED, -ECANCELED);
@@ -1053,22 +842,22 @@ static void *wait_in_scope(void *arg)
 START_TEST(cond_wait_in_an_expired_timeout_scope_returns_etimedout_with_lock)
 {
     /* The scope expires while the test's thread holds the lock. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct scoped sc = {.lock = &l, .cond = &c};
-    struct actor a;
-    actor_start(&a, rt, TASK, wait_in_scope, &sc);
-    wait_flag(&sc.in_wait);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, wait_in_scope, &sc);
+    tu_wait_flag(&sc.in_wait);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     wait_until_unqueued_and_destroy(&c);
-    actor_wait_blocked(&a);
+    tu_actor_wait_blocked(&a);
     ck_assert(!atomic_load(&a.done));
     ck_assert_int_eq(weft_lock_release(&l), 0);
-    ck_assert_int_eq(actor_join(&a), 0); /* a scope is not a cancel */
+    ck_assert_int_eq(tu_actor_join(&a), 0); /* a scope is not a cancel */
     ck_assert_int_eq(sc.rc, -ETIMEDOUT);
     ck_assert_int_eq(sc.release_rc, 0);
     ck_assert_int_eq(sc.exit_rc, -ETIMEDOUT);
@@ -1124,16 +913,16 @@ START_TEST(cond_cancelled_waiter_does_not_swallow_a_notify)
 {
     /* The first of two waiters is cancelled before a notify(1): the
      * notify goes to the second (_i 0: a task, 1: a plain thread). */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     weft_cond c;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_cond_init(&c, &l), 0);
     struct waiter w1 = {.lock = &l, .cond = &c, .timeout = -1};
     struct waiter w2 = {.lock = &l, .cond = &c, .timeout = -1};
-    struct actor a1, a2;
-    start_waiter(&a1, rt, TASK, &w1);
-    start_waiter(&a2, rt, _i ? THREAD : TASK, &w2);
+    struct tu_actor a1, a2;
+    start_waiter(&a1, rt, TU_TASK, &w1);
+    start_waiter(&a2, rt, _i ? TU_THREAD : TU_TASK, &w2);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     ck_assert_int_eq(weft_cancel(a1.task), 0);
     ck_assert_int_eq(weft_cond_notify(&c, 1), 1);
@@ -1226,16 +1015,16 @@ START_TEST(cond_producers_and_consumers_across_threads_and_tasks_pass_all)
     ck_assert_int_eq(weft_lock_init(&pc.lock), 0);
     ck_assert_int_eq(weft_cond_init(&pc.not_full, &pc.lock), 0);
     ck_assert_int_eq(weft_cond_init(&pc.not_empty, &pc.lock), 0);
-    weft_runtime *rt = new_runtime(2);
-    struct actor prod[SIDE], cons[SIDE];
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_actor prod[SIDE], cons[SIDE];
     for (int i = 0; i < SIDE; i++) {
-        enum kind k = i < SIDE_TASKS ? TASK : THREAD;
-        actor_start(&cons[i], rt, k, pc_consumer, &pc);
-        actor_start(&prod[i], rt, k, pc_producer, &pc);
+        enum tu_kind k = i < SIDE_TASKS ? TU_TASK : TU_THREAD;
+        tu_actor_start(&cons[i], rt, k, pc_consumer, &pc);
+        tu_actor_start(&prod[i], rt, k, pc_producer, &pc);
     }
     for (int i = 0; i < SIDE; i++) {
-        ck_assert_int_eq(actor_join(&prod[i]), 0);
-        ck_assert_int_eq(actor_join(&cons[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&prod[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&cons[i]), 0);
     }
     weft_runtime_free(rt);
     ck_assert_int_eq(pc.taken, pc.total);
@@ -1248,31 +1037,6 @@ START_TEST(cond_producers_and_consumers_across_threads_and_tasks_pass_all)
 }
 END_TEST
 
-struct cancel_race {
-    weft_task *victim;
-    int64_t delay_ns; /* the canceller's extra delay */
-    int cancel_rc;
-};
-
-static void cancel_victim(void *ctx)
-{
-    struct cancel_race *cr = ctx;
-    spin_for(cr->delay_ns);
-    cr->cancel_rc = weft_cancel(cr->victim);
-}
-
-/* Steer a cancel race to its tipping point, where it is tightest: each
- * round the cancel won, the next cancel comes a little later, and each
- * round it lost, a little earlier (the other side waits when bias < 0). */
-static void steer(int64_t *bias, bool cancel_won)
-{
-    *bias += cancel_won ? 100 : -100;
-    if (*bias > 100000)
-        *bias = 100000;
-    if (*bias < -100000)
-        *bias = -100000;
-}
-
 START_TEST(cond_notify_racing_cancel_never_swallows_a_notify)
 {
     /* Each round two tasks wait; a notify(1) and a cancel of the first
@@ -1282,11 +1046,11 @@ START_TEST(cond_notify_racing_cancel_never_swallows_a_notify)
      * wake. Every waiter returns with the lock. */
     int rounds = TU_SCALE(2000, 1500, 800);
     uint64_t rng = tu_seed("cond_notify_racing_cancel_never_swallows_a_notify");
-    weft_runtime *rt = new_runtime(2);
-    struct cancel_race cr;
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_cancel_race cr;
     int64_t bias = 0;
-    struct racer r;
-    racer_start(&r, cancel_victim, &cr, tu_rand(&rng), SPIN_NS);
+    struct tu_racer r;
+    tu_racer_start(&r, tu_cancel_victim, &cr, tu_rand(&rng), TU_SPIN_NS);
     int first_woken = 0, cancelled = 0;
     for (int g = 1; g <= rounds; g++) {
         weft_lock l;
@@ -1295,24 +1059,24 @@ START_TEST(cond_notify_racing_cancel_never_swallows_a_notify)
         TU_ASSERT_INT_EQ(weft_cond_init(&c, &l), 0);
         struct waiter w1 = {.lock = &l, .cond = &c, .timeout = -1};
         struct waiter w2 = {.lock = &l, .cond = &c, .timeout = 10.0};
-        struct actor a1, a2;
-        start_waiter(&a1, rt, TASK, &w1);
-        start_waiter(&a2, rt, TASK, &w2);
+        struct tu_actor a1, a2;
+        start_waiter(&a1, rt, TU_TASK, &w1);
+        start_waiter(&a2, rt, TU_TASK, &w2);
         cr.victim = a1.task;
         cr.delay_ns = bias;
         TU_ASSERT_INT_EQ(weft_lock_acquire(&l), 0);
-        racer_go(&r, g);
-        spin_random(&rng, SPIN_NS);
-        spin_for(-bias);
+        tu_racer_go(&r, g);
+        tu_spin_random(&rng, TU_SPIN_NS);
+        tu_spin_for(-bias);
         int first = weft_cond_notify(&c, 1);
         TU_ASSERT_INT_EQ(weft_lock_release(&l), 0);
-        racer_wait(&r, g);
+        tu_racer_wait(&r, g);
         TU_ASSERT(cr.cancel_rc == 0 || cr.cancel_rc == -ESRCH);
         TU_ASSERT_INT_EQ(first, 1);
-        TU_ASSERT_INT_EQ(actor_join(&a1), w1.rc);
+        TU_ASSERT_INT_EQ(tu_actor_join(&a1), w1.rc);
         TU_ASSERT(w1.rc == 0 || w1.rc == -ECANCELED);
         int second = locked_notify(&l, &c, INT32_MAX);
-        TU_ASSERT_INT_EQ(actor_join(&a2), 0);
+        TU_ASSERT_INT_EQ(tu_actor_join(&a2), 0);
         TU_ASSERT_INT_EQ(w2.rc, 0);
         int zeros = (w1.rc == 0) + (w2.rc == 0);
         TU_ASSERT_INT_EQ(zeros, first + second);
@@ -1323,11 +1087,11 @@ START_TEST(cond_notify_racing_cancel_never_swallows_a_notify)
             first_woken++;
         else
             cancelled++;
-        steer(&bias, w1.rc != 0);
+        tu_steer(&bias, w1.rc != 0);
         TU_ASSERT_INT_EQ(weft_cond_destroy(&c), 0);
         TU_ASSERT_INT_EQ(weft_lock_destroy(&l), 0);
     }
-    racer_stop(&r);
+    tu_racer_stop(&r);
     weft_runtime_free(rt);
     fprintf(stderr,
             "cond cancel race: %d rounds, first waiter notified %d, "
@@ -1340,7 +1104,7 @@ END_TEST
 struct timeout_race {
     weft_lock lock;
     weft_cond cond;
-    struct racer r;
+    struct tu_racer r;
     int rounds;
     uint64_t rng;
     int notified; /* what the racer's notify(1) returned */
@@ -1361,11 +1125,11 @@ static void *timeout_race_rounds(void *arg)
         TU_ASSERT_INT_EQ(weft_lock_acquire(&tr->lock), 0);
         /* The racer's notify needs the lock, which the wait releases:
          * it always comes after this waiter queued. */
-        racer_go(&tr->r, g);
+        tu_racer_go(&tr->r, g);
         int rc = weft_cond_wait_timeout(&tr->cond, bound);
         TU_ASSERT(weft_lock_locked(&tr->lock));
         TU_ASSERT_INT_EQ(weft_lock_release(&tr->lock), 0);
-        racer_wait(&tr->r, g);
+        tu_racer_wait(&tr->r, g);
         TU_ASSERT(rc == 0 || rc == -ETIMEDOUT);
         /* Notified exactly when it returned 0. */
         TU_ASSERT_INT_EQ(tr->notified, rc == 0 ? 1 : 0);
@@ -1389,12 +1153,12 @@ START_TEST(cond_notify_racing_timeout_is_counted_exactly)
     tr.got = tr.timed_out = 0;
     ck_assert_int_eq(weft_lock_init(&tr.lock), 0);
     ck_assert_int_eq(weft_cond_init(&tr.cond, &tr.lock), 0);
-    racer_start(&tr.r, notify_one, &tr, tu_rand(&tr.rng), 200000);
+    tu_racer_start(&tr.r, notify_one, &tr, tu_rand(&tr.rng), 200000);
     if (_i == 0)
         ck_assert_int_eq((intptr_t)timeout_race_rounds(&tr), 1);
     else
         ck_assert_int_eq((intptr_t)tu_run_in(1, timeout_race_rounds, &tr), 1);
-    racer_stop(&tr.r);
+    tu_racer_stop(&tr.r);
     fprintf(stderr,
             "cond timeout race (%s): %d rounds, notified %d, timed out %d\n",
             _i ? "task" : "thread", tr.rounds, tr.got, tr.timed_out);

@@ -14,215 +14,14 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "sched/alloc.h"
 #include "testutil.h"
-
-/* ------------------------------------------------------------------------
- * Actors: fn(arg) run as a task of rt or as a plain thread */
-
-enum kind { TASK, THREAD };
-
-struct actor {
-    weft_runtime *rt;
-    enum kind kind;
-    weft_fn fn;
-    void *arg;
-    pthread_t th;
-    weft_task *task;
-    atomic_int tid;  /* a thread's kernel id, once it runs */
-    atomic_int done; /* fn has returned */
-};
-
-static void *actor_body(void *p)
-{
-    struct actor *a = p;
-    if (a->kind == THREAD)
-        atomic_store(&a->tid, (int)syscall(SYS_gettid));
-    a->fn(a->arg);
-    atomic_store(&a->done, 1);
-    return NULL;
-}
-
-static void actor_start(struct actor *a, weft_runtime *rt, enum kind kind,
-                        weft_fn fn, void *arg)
-{
-    a->rt = rt;
-    a->kind = kind;
-    a->fn = fn;
-    a->arg = arg;
-    a->task = NULL;
-    atomic_store(&a->tid, 0);
-    atomic_store(&a->done, 0);
-    if (kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_create(&a->th, NULL, actor_body, a), 0);
-        return;
-    }
-    a->task = weft_spawn_ex(rt, actor_body, a, NULL);
-    TU_ASSERT(a->task != NULL);
-}
-
-/* Wait for a to finish: weft_join's code for a task, 0 for a thread. */
-static int actor_join(struct actor *a)
-{
-    if (a->kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_join(a->th, NULL), 0);
-        return 0;
-    }
-    return weft_join(a->task, NULL);
-}
-
-/* Whether thread tid sleeps in the kernel (state S), as a thread blocked
- * on its futex does. */
-static bool thread_asleep(int tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char buf[512];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
-}
-
-static void pause_briefly(void)
-{
-    if (weft_current())
-        tu_yield();
-    else
-        sched_yield();
-}
-
-/* Wait until a is blocked in its wait: its task WAITING, its thread
- * asleep. Fails if a returns instead. */
-static void actor_wait_blocked(struct actor *a)
-{
-    double t0 = weft_now();
-    for (;;) {
-        if (atomic_load(&a->done))
-            ck_abort_msg("the waiter returned instead of waiting");
-        if (a->kind == TASK) {
-            weft_runtime *rt = weft_current() ? NULL : a->rt;
-            if (tu_task_state(rt, weft_task_id(a->task)) == WEFT_TASK_WAITING)
-                return;
-        } else {
-            int tid = atomic_load(&a->tid);
-            if (tid && thread_asleep(tid))
-                return;
-        }
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("the waiter never blocked");
-        pause_briefly();
-    }
-}
-
-static weft_runtime *new_runtime(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-/* ------------------------------------------------------------------------
- * A racer: a thread that meets the test's thread at each round and then,
- * after a random spin, runs its action, so that the action and the test's
- * own one land at about the same moment. */
-
-struct racer {
-    pthread_t th;
-    void (*action)(void *ctx);
-    void *ctx;
-    uint64_t rng;
-    unsigned spin_ns; /* the racer spins 0 .. spin_ns - 1 ns before acting */
-    atomic_int go, ready, done, stop;
-};
-
-/* Busy-wait a random 0 .. max_ns - 1 nanoseconds. */
-static void spin_random(uint64_t *rng, unsigned max_ns)
-{
-    if (max_ns == 0)
-        return;
-    int64_t until = tu_now_ns() + (int64_t)(tu_rand(rng) % max_ns);
-    while (tu_now_ns() < until)
-        ;
-}
-
-/* Busy-wait ns nanoseconds (nothing if ns <= 0). */
-static void spin_for(int64_t ns)
-{
-    int64_t until = tu_now_ns() + ns;
-    while (tu_now_ns() < until)
-        ;
-}
-
-enum { SPIN_NS = 3000 };
-
-static void *racer_main(void *p)
-{
-    struct racer *r = p;
-    int seen = 0;
-    for (;;) {
-        int g;
-        while ((g = atomic_load(&r->go)) == seen) {
-            if (atomic_load(&r->stop))
-                return NULL;
-            sched_yield();
-        }
-        seen = g;
-        atomic_store(&r->ready, g);
-        spin_random(&r->rng, r->spin_ns);
-        r->action(r->ctx);
-        atomic_store(&r->done, g);
-    }
-}
-
-static void racer_start(struct racer *r, void (*action)(void *), void *ctx,
-                        uint64_t seed, unsigned spin_ns)
-{
-    r->action = action;
-    r->spin_ns = spin_ns;
-    r->ctx = ctx;
-    r->rng = seed | 1;
-    atomic_store(&r->go, 0);
-    atomic_store(&r->ready, 0);
-    atomic_store(&r->done, 0);
-    atomic_store(&r->stop, 0);
-    ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
-}
-
-/* Start round g and wait until the racer has seen it. */
-static void racer_go(struct racer *r, int g)
-{
-    atomic_store(&r->go, g);
-    for (int i = 0; atomic_load(&r->ready) != g; i++)
-        if (i > 1000)
-            sched_yield();
-}
-
-static void racer_wait(struct racer *r, int g)
-{
-    while (atomic_load(&r->done) != g)
-        sched_yield();
-}
-
-static void racer_stop(struct racer *r)
-{
-    atomic_store(&r->stop, 1);
-    ck_assert_int_eq(pthread_join(r->th, NULL), 0);
-}
 
 /* ------------------------------------------------------------------------
  * A waiter: one wait, with or without a bound */
@@ -254,7 +53,7 @@ static void *set_on_go(void *arg)
 {
     struct setter *s = arg;
     while (!atomic_load(&s->go))
-        pause_briefly();
+        tu_pause();
     s->rc = weft_event_set(s->ev);
     return NULL;
 }
@@ -393,17 +192,17 @@ END_TEST
 
 START_TEST(event_destroy_while_waited_on_returns_ebusy_and_it_stays_usable)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w = {.ev = &ev, .timeout = -1};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, wait_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, wait_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_event_destroy(&ev), -EBUSY);
     ck_assert(!weft_event_is_set(&ev)); /* still initialised */
     ck_assert_int_eq(weft_event_set(&ev), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_event_destroy(&ev), 0);
     weft_runtime_free(rt);
@@ -418,19 +217,20 @@ START_TEST(event_set_wakes_every_waiter)
     /* Tasks and plain threads, bounded and not, all waiting: one set
      * wakes them all. */
     enum { N = 9 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.ev = &ev, .timeout = i % 2 ? 30.0 : -1};
-        actor_start(&a[i], rt, i % 3 == 2 ? THREAD : TASK, wait_once, &w[i]);
-        actor_wait_blocked(&a[i]);
+        tu_actor_start(&a[i], rt, i % 3 == 2 ? TU_THREAD : TU_TASK, wait_once,
+                       &w[i]);
+        tu_actor_wait_blocked(&a[i]);
     }
     ck_assert_int_eq(weft_event_set(&ev), 0);
     for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(actor_join(&a[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&a[i]), 0);
         ck_assert_int_eq(w[i].rc, 0);
     }
     ck_assert(weft_event_is_set(&ev));
@@ -442,20 +242,21 @@ END_TEST
 START_TEST(event_waiters_woken_by_a_set_return_zero_even_if_cleared_at_once)
 {
     enum { N = 4 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.ev = &ev, .timeout = i % 2 ? 30.0 : -1};
-        actor_start(&a[i], rt, i % 2 ? THREAD : TASK, wait_once, &w[i]);
-        actor_wait_blocked(&a[i]);
+        tu_actor_start(&a[i], rt, i % 2 ? TU_THREAD : TU_TASK, wait_once,
+                       &w[i]);
+        tu_actor_wait_blocked(&a[i]);
     }
     ck_assert_int_eq(weft_event_set(&ev), 0);
     ck_assert_int_eq(weft_event_clear(&ev), 0);
     for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(actor_join(&a[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&a[i]), 0);
         ck_assert_int_eq(w[i].rc, 0);
     }
     ck_assert(!weft_event_is_set(&ev));
@@ -469,20 +270,20 @@ END_TEST
 START_TEST(event_waiter_is_woken_by_a_set_from_a_task_or_a_thread)
 {
     /* _i: bit 0 the waiter is a thread, bit 1 the setter is. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w = {.ev = &ev, .timeout = -1};
     struct setter s = {.ev = &ev};
-    struct actor wa, sa;
-    actor_start(&sa, rt, _i & 2 ? THREAD : TASK, set_on_go, &s);
-    actor_start(&wa, rt, _i & 1 ? THREAD : TASK, wait_once, &w);
-    actor_wait_blocked(&wa);
+    struct tu_actor wa, sa;
+    tu_actor_start(&sa, rt, _i & 2 ? TU_THREAD : TU_TASK, set_on_go, &s);
+    tu_actor_start(&wa, rt, _i & 1 ? TU_THREAD : TU_TASK, wait_once, &w);
+    tu_actor_wait_blocked(&wa);
     ck_assert(!atomic_load(&wa.done));
     atomic_store(&s.go, 1);
-    ck_assert_int_eq(actor_join(&sa), 0);
+    ck_assert_int_eq(tu_actor_join(&sa), 0);
     ck_assert_int_eq(s.rc, 0);
-    ck_assert_int_eq(actor_join(&wa), 0);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_event_destroy(&ev), 0);
     weft_runtime_free(rt);
@@ -491,15 +292,15 @@ END_TEST
 
 START_TEST(event_wait_timeout_returns_etimedout_after_about_the_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     static const double bounds[] = {0.0, 0.02, 0.1};
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
         struct waiter w = {.ev = &ev, .timeout = bounds[i]};
-        struct actor a;
-        actor_start(&a, rt, _i ? THREAD : TASK, wait_once, &w);
-        ck_assert_int_eq(actor_join(&a), 0);
+        struct tu_actor a;
+        tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, wait_once, &w);
+        ck_assert_int_eq(tu_actor_join(&a), 0);
         ck_assert_int_eq(w.rc, -ETIMEDOUT);
         ck_assert_msg(w.waited >= bounds[i] - TU_EARLY_EPS &&
                           w.waited <= bounds[i] + TU_SLACK,
@@ -514,15 +315,15 @@ END_TEST
 
 START_TEST(event_wait_timeout_returns_zero_when_set_in_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w = {.ev = &ev, .timeout = 30.0};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, wait_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, wait_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_event_set(&ev), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_msg(w.waited < 10.0, "waited %.3f s", w.waited);
     ck_assert_int_eq(weft_event_destroy(&ev), 0);
@@ -557,16 +358,16 @@ END_TEST
 START_TEST(event_waiter_cancelled_returns_ecanceled)
 {
     /* _i 0: weft_event_wait; 1: the _timeout form. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w = {.ev = &ev, .timeout = _i ? 30.0 : -1};
-    struct actor a;
-    actor_start(&a, rt, TASK, wait_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, wait_once, &w);
+    tu_actor_wait_blocked(&a);
     double t0 = weft_now();
     ck_assert_int_eq(weft_cancel(a.task), 0);
-    ck_assert_int_eq(actor_join(&a), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a), -ECANCELED);
     ck_assert_msg(weft_now() - t0 < TU_SLACK, "the cancel took %.3f s",
                   weft_now() - t0);
     ck_assert_int_eq(w.rc, -ECANCELED);
@@ -596,13 +397,13 @@ static void *wait_in_scope(void *arg)
 
 START_TEST(event_waiter_in_an_expired_timeout_scope_returns_etimedout)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct scoped sc = {.ev = &ev};
-    struct actor a;
-    actor_start(&a, rt, TASK, wait_in_scope, &sc);
-    ck_assert_int_eq(actor_join(&a), 0); /* a scope is not a cancel */
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, wait_in_scope, &sc);
+    ck_assert_int_eq(tu_actor_join(&a), 0); /* a scope is not a cancel */
     ck_assert_int_eq(sc.rc, -ETIMEDOUT);
     ck_assert_int_eq(sc.exit_rc, -ETIMEDOUT);
     ck_assert_msg(sc.waited >= 0.05 - TU_EARLY_EPS &&
@@ -649,23 +450,24 @@ END_TEST
 
 START_TEST(event_cancelled_waiter_does_not_keep_a_set_from_the_others)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_event ev;
     ck_assert_int_eq(weft_event_init(&ev), 0);
     struct waiter w[3];
-    struct actor a[3];
+    struct tu_actor a[3];
     for (int i = 0; i < 3; i++) {
         w[i] = (struct waiter){.ev = &ev, .timeout = -1};
-        actor_start(&a[i], rt, i == 2 && _i ? THREAD : TASK, wait_once, &w[i]);
-        actor_wait_blocked(&a[i]);
+        tu_actor_start(&a[i], rt, i == 2 && _i ? TU_THREAD : TU_TASK, wait_once,
+                       &w[i]);
+        tu_actor_wait_blocked(&a[i]);
     }
     ck_assert_int_eq(weft_cancel(a[0].task), 0);
-    ck_assert_int_eq(actor_join(&a[0]), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a[0]), -ECANCELED);
     ck_assert_int_eq(w[0].rc, -ECANCELED);
     ck_assert_int_eq(weft_event_destroy(&ev), -EBUSY);
     ck_assert_int_eq(weft_event_set(&ev), 0);
     for (int i = 1; i < 3; i++) {
-        ck_assert_int_eq(actor_join(&a[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&a[i]), 0);
         ck_assert_int_eq(w[i].rc, 0);
     }
     ck_assert_int_eq(weft_event_destroy(&ev), 0);
@@ -724,12 +526,12 @@ START_TEST(event_ping_pong_between_a_thread_and_a_task)
     pp.shared = 0;
     ck_assert_int_eq(weft_event_init(&pp.ping), 0);
     ck_assert_int_eq(weft_event_init(&pp.pong), 0);
-    weft_runtime *rt = new_runtime(2);
-    struct actor pinger, ponger;
-    actor_start(&ponger, rt, _i ? THREAD : TASK, pong_side, &pp);
-    actor_start(&pinger, rt, _i ? TASK : THREAD, ping_side, &pp);
-    ck_assert_int_eq(actor_join(&pinger), 0);
-    ck_assert_int_eq(actor_join(&ponger), 0);
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_actor pinger, ponger;
+    tu_actor_start(&ponger, rt, _i ? TU_THREAD : TU_TASK, pong_side, &pp);
+    tu_actor_start(&pinger, rt, _i ? TU_TASK : TU_THREAD, ping_side, &pp);
+    ck_assert_int_eq(tu_actor_join(&pinger), 0);
+    ck_assert_int_eq(tu_actor_join(&ponger), 0);
     weft_runtime_free(rt);
     ck_assert_int_eq(pp.shared, 2L * pp.rounds);
     ck_assert(!weft_event_is_set(&pp.ping));
@@ -739,31 +541,6 @@ START_TEST(event_ping_pong_between_a_thread_and_a_task)
 }
 END_TEST
 
-struct cancel_race {
-    weft_task *victim;
-    int64_t delay_ns; /* the canceller's extra delay */
-    int cancel_rc;
-};
-
-static void cancel_victim(void *ctx)
-{
-    struct cancel_race *cr = ctx;
-    spin_for(cr->delay_ns);
-    cr->cancel_rc = weft_cancel(cr->victim);
-}
-
-/* Steer a cancel race to its tipping point, where it is tightest: each
- * round the cancel won, the next cancel comes a little later, and each
- * round it lost, a little earlier (the other side waits when bias < 0). */
-static void steer(int64_t *bias, bool cancel_won)
-{
-    *bias += cancel_won ? 100 : -100;
-    if (*bias > 100000)
-        *bias = 100000;
-    if (*bias < -100000)
-        *bias = -100000;
-}
-
 START_TEST(event_set_racing_cancel_wakes_every_waiter_not_cancelled)
 {
     /* Each round three tasks wait; a set and a cancel of the first land
@@ -772,44 +549,44 @@ START_TEST(event_set_racing_cancel_wakes_every_waiter_not_cancelled)
     int rounds = TU_SCALE(2000, 1500, 800);
     uint64_t rng =
         tu_seed("event_set_racing_cancel_wakes_every_waiter_not_cancelled");
-    weft_runtime *rt = new_runtime(2);
-    struct cancel_race cr;
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_cancel_race cr;
     int64_t bias = 0;
-    struct racer r;
-    racer_start(&r, cancel_victim, &cr, tu_rand(&rng), SPIN_NS);
+    struct tu_racer r;
+    tu_racer_start(&r, tu_cancel_victim, &cr, tu_rand(&rng), TU_SPIN_NS);
     int woken = 0, cancelled = 0;
     for (int g = 1; g <= rounds; g++) {
         weft_event ev;
         TU_ASSERT_INT_EQ(weft_event_init(&ev), 0);
         struct waiter w[3];
-        struct actor a[3];
+        struct tu_actor a[3];
         for (int i = 0; i < 3; i++) {
             w[i] = (struct waiter){.ev = &ev, .timeout = i ? 10.0 : -1};
-            actor_start(&a[i], rt, TASK, wait_once, &w[i]);
-            actor_wait_blocked(&a[i]);
+            tu_actor_start(&a[i], rt, TU_TASK, wait_once, &w[i]);
+            tu_actor_wait_blocked(&a[i]);
         }
         cr.victim = a[0].task;
         cr.delay_ns = bias;
-        racer_go(&r, g);
-        spin_random(&rng, SPIN_NS);
-        spin_for(-bias);
+        tu_racer_go(&r, g);
+        tu_spin_random(&rng, TU_SPIN_NS);
+        tu_spin_for(-bias);
         TU_ASSERT_INT_EQ(weft_event_set(&ev), 0);
-        racer_wait(&r, g);
+        tu_racer_wait(&r, g);
         TU_ASSERT(cr.cancel_rc == 0 || cr.cancel_rc == -ESRCH);
-        TU_ASSERT_INT_EQ(actor_join(&a[0]), w[0].rc);
+        TU_ASSERT_INT_EQ(tu_actor_join(&a[0]), w[0].rc);
         TU_ASSERT(w[0].rc == 0 || w[0].rc == -ECANCELED);
         if (w[0].rc == 0)
             woken++;
         else
             cancelled++;
-        steer(&bias, w[0].rc != 0);
+        tu_steer(&bias, w[0].rc != 0);
         for (int i = 1; i < 3; i++) {
-            TU_ASSERT_INT_EQ(actor_join(&a[i]), 0);
+            TU_ASSERT_INT_EQ(tu_actor_join(&a[i]), 0);
             TU_ASSERT_INT_EQ(w[i].rc, 0);
         }
         TU_ASSERT_INT_EQ(weft_event_destroy(&ev), 0);
     }
-    racer_stop(&r);
+    tu_racer_stop(&r);
     weft_runtime_free(rt);
     fprintf(stderr,
             "event cancel race: %d rounds, woken %d, cancelled %d, final bias "
@@ -821,7 +598,7 @@ END_TEST
 
 struct timeout_race {
     weft_event ev;
-    struct racer r;
+    struct tu_racer r;
     int rounds;
     uint64_t rng;
     atomic_int setting; /* the racer is about to set, or has */
@@ -841,11 +618,11 @@ static void *timeout_race_rounds(void *arg)
     for (int g = 1; g <= tr->rounds; g++) {
         double bound = (double)(tu_rand(&tr->rng) % 100) * 1e-6;
         atomic_store(&tr->setting, 0);
-        racer_go(&tr->r, g);
+        tu_racer_go(&tr->r, g);
         int rc = weft_event_wait_timeout(&tr->ev, bound);
         /* 0 only if a set came: wake-ups are not spurious. */
         TU_ASSERT(rc == -ETIMEDOUT || atomic_load(&tr->setting));
-        racer_wait(&tr->r, g);
+        tu_racer_wait(&tr->r, g);
         TU_ASSERT(rc == 0 || rc == -ETIMEDOUT);
         TU_ASSERT(weft_event_is_set(&tr->ev));
         TU_ASSERT_INT_EQ(weft_event_clear(&tr->ev), 0);
@@ -867,12 +644,12 @@ START_TEST(event_timeout_racing_set_returns_zero_only_after_a_set)
     tr.rng = tu_seed("event_timeout_racing_set_returns_zero_only_after_a_set");
     tr.got = tr.timed_out = 0;
     ck_assert_int_eq(weft_event_init(&tr.ev), 0);
-    racer_start(&tr.r, set_it, &tr, tu_rand(&tr.rng), 200000);
+    tu_racer_start(&tr.r, set_it, &tr, tu_rand(&tr.rng), 200000);
     if (_i == 0)
         ck_assert_int_eq((intptr_t)timeout_race_rounds(&tr), 1);
     else
         ck_assert_int_eq((intptr_t)tu_run_in(1, timeout_race_rounds, &tr), 1);
-    racer_stop(&tr.r);
+    tu_racer_stop(&tr.r);
     fprintf(stderr,
             "event timeout race (%s): %d rounds, woken %d, timed out %d\n",
             _i ? "task" : "thread", tr.rounds, tr.got, tr.timed_out);

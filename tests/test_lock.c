@@ -21,218 +21,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sched/alloc.h"
 #include "testutil.h"
-
-/* ------------------------------------------------------------------------
- * Actors: fn(arg) run as a task of rt or as a plain thread */
-
-enum kind { TASK, THREAD };
-
-struct actor {
-    weft_runtime *rt;
-    enum kind kind;
-    weft_fn fn;
-    void *arg;
-    pthread_t th;
-    weft_task *task;
-    atomic_int tid;  /* a thread's kernel id, once it runs */
-    atomic_int done; /* fn has returned */
-};
-
-static void *actor_body(void *p)
-{
-    struct actor *a = p;
-    if (a->kind == THREAD)
-        atomic_store(&a->tid, (int)syscall(SYS_gettid));
-    a->fn(a->arg);
-    atomic_store(&a->done, 1);
-    return NULL;
-}
-
-static void actor_start(struct actor *a, weft_runtime *rt, enum kind kind,
-                        weft_fn fn, void *arg)
-{
-    a->rt = rt;
-    a->kind = kind;
-    a->fn = fn;
-    a->arg = arg;
-    a->task = NULL;
-    atomic_store(&a->tid, 0);
-    atomic_store(&a->done, 0);
-    if (kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_create(&a->th, NULL, actor_body, a), 0);
-        return;
-    }
-    a->task = weft_spawn_ex(rt, actor_body, a, NULL);
-    TU_ASSERT(a->task != NULL);
-}
-
-/* Wait for a to finish: weft_join's code for a task, 0 for a thread. */
-static int actor_join(struct actor *a)
-{
-    if (a->kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_join(a->th, NULL), 0);
-        return 0;
-    }
-    return weft_join(a->task, NULL);
-}
-
-/* Whether thread tid sleeps in the kernel (state S), as a thread blocked
- * on its futex does. */
-static bool thread_asleep(int tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char buf[512];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
-}
-
-static void pause_briefly(void)
-{
-    if (weft_current())
-        tu_yield();
-    else
-        sched_yield();
-}
-
-/* Wait until a is blocked in its wait: its task WAITING, its thread
- * asleep. Fails if a returns instead. */
-static void actor_wait_blocked(struct actor *a)
-{
-    double t0 = weft_now();
-    for (;;) {
-        if (atomic_load(&a->done))
-            ck_abort_msg("the waiter returned instead of waiting");
-        if (a->kind == TASK) {
-            weft_runtime *rt = weft_current() ? NULL : a->rt;
-            if (tu_task_state(rt, weft_task_id(a->task)) == WEFT_TASK_WAITING)
-                return;
-        } else {
-            int tid = atomic_load(&a->tid);
-            if (tid && thread_asleep(tid))
-                return;
-        }
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("the waiter never blocked");
-        pause_briefly();
-    }
-}
-
-static weft_runtime *new_runtime(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-/* ------------------------------------------------------------------------
- * A racer: a thread that meets the test's thread at each round and then,
- * after a random spin, runs its action, so that the action and the test's
- * own one land at about the same moment. */
-
-struct racer {
-    pthread_t th;
-    void (*action)(void *ctx);
-    void *ctx;
-    uint64_t rng;
-    unsigned spin_ns; /* the racer spins 0 .. spin_ns - 1 ns before acting */
-    atomic_int go, ready, done, stop;
-};
-
-/* Busy-wait a random 0 .. max_ns - 1 nanoseconds. */
-static void spin_random(uint64_t *rng, unsigned max_ns)
-{
-    if (max_ns == 0)
-        return;
-    int64_t until = tu_now_ns() + (int64_t)(tu_rand(rng) % max_ns);
-    while (tu_now_ns() < until)
-        ;
-}
-
-/* Busy-wait ns nanoseconds (nothing if ns <= 0). */
-static void spin_for(int64_t ns)
-{
-    int64_t until = tu_now_ns() + ns;
-    while (tu_now_ns() < until)
-        ;
-}
-
-enum { SPIN_NS = 3000 };
-
-static void *racer_main(void *p)
-{
-    struct racer *r = p;
-    int seen = 0;
-    for (;;) {
-        int g;
-        while ((g = atomic_load(&r->go)) == seen) {
-            if (atomic_load(&r->stop))
-                return NULL;
-            sched_yield();
-        }
-        seen = g;
-        atomic_store(&r->ready, g);
-        spin_random(&r->rng, r->spin_ns);
-        r->action(r->ctx);
-        atomic_store(&r->done, g);
-    }
-}
-
-static void racer_start(struct racer *r, void (*action)(void *), void *ctx,
-                        uint64_t seed, unsigned spin_ns)
-{
-    r->action = action;
-    r->spin_ns = spin_ns;
-    r->ctx = ctx;
-    r->rng = seed | 1;
-    atomic_store(&r->go, 0);
-    atomic_store(&r->ready, 0);
-    atomic_store(&r->done, 0);
-    atomic_store(&r->stop, 0);
-    ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
-}
-
-/* Start round g and wait until the racer has seen it. */
-static void racer_go(struct racer *r, int g)
-{
-    atomic_store(&r->go, g);
-    for (int i = 0; atomic_load(&r->ready) != g; i++)
-        if (i > 1000)
-            sched_yield();
-}
-
-static void racer_wait(struct racer *r, int g)
-{
-    while (atomic_load(&r->done) != g)
-        sched_yield();
-}
-
-static void racer_stop(struct racer *r)
-{
-    atomic_store(&r->stop, 1);
-    ck_assert_int_eq(pthread_join(r->th, NULL), 0);
-}
-
-static void wait_flag(atomic_int *flag)
-{
-    double t0 = weft_now();
-    while (!atomic_load(flag)) {
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("a flag was never set");
-        pause_briefly();
-    }
-}
 
 /* ------------------------------------------------------------------------
  * Parties: a holder that keeps the lock until told, a waiter that takes it
@@ -250,7 +42,7 @@ static void *hold_until_go(void *arg)
     h->acquire_rc = weft_lock_acquire(h->lock);
     atomic_store(&h->held, 1);
     while (!atomic_load(&h->go))
-        pause_briefly();
+        tu_pause();
     h->release_rc = weft_lock_release(h->lock);
     return NULL;
 }
@@ -462,27 +254,27 @@ END_TEST
 START_TEST(lock_destroy_while_held_or_waited_on_returns_ebusy)
 {
     /* _i 0: the holder and the waiter are tasks; 1: plain threads. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     struct holder h = {.lock = &l};
-    struct actor ha;
-    actor_start(&ha, rt, _i ? THREAD : TASK, hold_until_go, &h);
-    wait_flag(&h.held);
+    struct tu_actor ha;
+    tu_actor_start(&ha, rt, _i ? TU_THREAD : TU_TASK, hold_until_go, &h);
+    tu_wait_flag(&h.held);
     ck_assert_int_eq(weft_lock_destroy(&l), -EBUSY);
     ck_assert(weft_lock_locked(&l)); /* still usable */
 
     struct waiter w = {.lock = &l, .timeout = -1};
-    struct actor wa;
-    actor_start(&wa, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&wa);
+    struct tu_actor wa;
+    tu_actor_start(&wa, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&wa);
     ck_assert_int_eq(weft_lock_destroy(&l), -EBUSY);
     ck_assert_int_eq(weft_lock_acquire_nowait(&l), -EBUSY);
 
     atomic_store(&h.go, 1);
-    ck_assert_int_eq(actor_join(&ha), 0);
+    ck_assert_int_eq(tu_actor_join(&ha), 0);
     ck_assert_int_eq(h.release_rc, 0);
-    ck_assert_int_eq(actor_join(&wa), 0);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(w.release_rc, 0);
     ck_assert(!weft_lock_locked(&l));
@@ -505,29 +297,29 @@ START_TEST(lock_release_by_non_owner_returns_eperm)
 {
     /* _i 0: a task holds the lock; 1: a plain thread does. Nobody else
      * may release it: the test's thread, another thread, another task. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_release(&l), -EPERM); /* free */
 
     struct holder h = {.lock = &l};
-    struct actor owner;
-    actor_start(&owner, rt, _i ? THREAD : TASK, hold_until_go, &h);
-    wait_flag(&h.held);
+    struct tu_actor owner;
+    tu_actor_start(&owner, rt, _i ? TU_THREAD : TU_TASK, hold_until_go, &h);
+    tu_wait_flag(&h.held);
     ck_assert_int_eq(h.acquire_rc, 0);
     ck_assert_int_eq(weft_lock_release(&l), -EPERM);
     for (int k = 0; k < 2; k++) {
         struct releaser r = {.lock = &l};
-        struct actor other;
-        actor_start(&other, rt, k ? THREAD : TASK, release_once, &r);
-        ck_assert_int_eq(actor_join(&other), 0);
+        struct tu_actor other;
+        tu_actor_start(&other, rt, k ? TU_THREAD : TU_TASK, release_once, &r);
+        ck_assert_int_eq(tu_actor_join(&other), 0);
         ck_assert_int_eq(r.rc, -EPERM);
     }
     ck_assert(weft_lock_locked(&l));
     ck_assert_int_eq(weft_lock_acquire_nowait(&l), -EBUSY);
 
     atomic_store(&h.go, 1);
-    ck_assert_int_eq(actor_join(&owner), 0);
+    ck_assert_int_eq(tu_actor_join(&owner), 0);
     ck_assert_int_eq(h.release_rc, 0);
     ck_assert(!weft_lock_locked(&l));
     ck_assert_int_eq(weft_lock_release(&l), -EPERM); /* free again */
@@ -568,7 +360,7 @@ START_TEST(lock_held_by_a_task_stays_its_own_across_suspensions)
 {
     /* The task holds the lock wherever it runs next: other tasks keep the
      * workers busy so that it may move, and it still releases it. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     atomic_int stop = 0;
@@ -601,27 +393,27 @@ START_TEST(lock_waiters_get_the_lock_in_fifo_order)
      * thread holds the lock while they queue, then releases it once;
      * each waiter releases it to the next. */
     enum { N = 6 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     int order[N];
     atomic_int norder = 0;
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.lock = &l,
                                .timeout = i % 3 == 2 ? 30.0 : -1,
                                .id = i,
                                .order = order,
                                .norder = &norder};
-        actor_start(&a[i], rt, _i && i % 2 ? THREAD : TASK, acquire_once,
-                    &w[i]);
-        actor_wait_blocked(&a[i]);
+        tu_actor_start(&a[i], rt, _i && i % 2 ? TU_THREAD : TU_TASK,
+                       acquire_once, &w[i]);
+        tu_actor_wait_blocked(&a[i]);
     }
     ck_assert_int_eq(weft_lock_release(&l), 0);
     for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(actor_join(&a[i]), 0);
+        ck_assert_int_eq(tu_actor_join(&a[i]), 0);
         ck_assert_int_eq(w[i].rc, 0);
         ck_assert_int_eq(w[i].release_rc, 0);
     }
@@ -637,21 +429,21 @@ END_TEST
 START_TEST(lock_waiter_gets_the_lock_a_task_or_a_thread_releases)
 {
     /* _i: bit 0 the waiter is a thread, bit 1 the holder is. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     struct holder h = {.lock = &l};
     struct waiter w = {.lock = &l, .timeout = -1};
-    struct actor ha, wa;
-    actor_start(&ha, rt, _i & 2 ? THREAD : TASK, hold_until_go, &h);
-    wait_flag(&h.held);
-    actor_start(&wa, rt, _i & 1 ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&wa);
+    struct tu_actor ha, wa;
+    tu_actor_start(&ha, rt, _i & 2 ? TU_THREAD : TU_TASK, hold_until_go, &h);
+    tu_wait_flag(&h.held);
+    tu_actor_start(&wa, rt, _i & 1 ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&wa);
     ck_assert(!atomic_load(&wa.done));
     atomic_store(&h.go, 1);
-    ck_assert_int_eq(actor_join(&ha), 0);
+    ck_assert_int_eq(tu_actor_join(&ha), 0);
     ck_assert_int_eq(h.release_rc, 0);
-    ck_assert_int_eq(actor_join(&wa), 0);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(w.release_rc, 0);
     ck_assert(!weft_lock_locked(&l));
@@ -662,16 +454,16 @@ END_TEST
 
 START_TEST(lock_acquire_timeout_returns_etimedout_after_about_the_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     static const double bounds[] = {0.0, 0.02, 0.1};
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
         struct waiter w = {.lock = &l, .timeout = bounds[i]};
-        struct actor a;
-        actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-        ck_assert_int_eq(actor_join(&a), 0);
+        struct tu_actor a;
+        tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+        ck_assert_int_eq(tu_actor_join(&a), 0);
         ck_assert_int_eq(w.rc, -ETIMEDOUT);
         ck_assert_int_eq(w.release_rc, -EPERM); /* it does not hold it */
         ck_assert_msg(w.waited >= bounds[i] - TU_EARLY_EPS &&
@@ -689,16 +481,16 @@ END_TEST
 
 START_TEST(lock_acquire_timeout_returns_zero_when_released_in_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     struct waiter w = {.lock = &l, .timeout = 30.0};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_lock_release(&l), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(w.release_rc, 0);
     ck_assert_msg(w.waited < 10.0, "waited %.3f s", w.waited);
@@ -739,17 +531,17 @@ END_TEST
 START_TEST(lock_waiter_cancelled_returns_ecanceled_without_the_lock)
 {
     /* _i 0: weft_lock_acquire; 1: the _timeout form. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     struct waiter w = {.lock = &l, .timeout = _i ? 30.0 : -1};
-    struct actor a;
-    actor_start(&a, rt, TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     double t0 = weft_now();
     ck_assert_int_eq(weft_cancel(a.task), 0);
-    ck_assert_int_eq(actor_join(&a), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a), -ECANCELED);
     ck_assert_msg(weft_now() - t0 < TU_SLACK, "the cancel took %.3f s",
                   weft_now() - t0);
     ck_assert_int_eq(w.rc, -ECANCELED);
@@ -784,14 +576,14 @@ static void *acquire_in_scope(void *arg)
 
 START_TEST(lock_waiter_in_an_expired_timeout_scope_returns_etimedout)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     struct scoped sc = {.lock = &l};
-    struct actor a;
-    actor_start(&a, rt, TASK, acquire_in_scope, &sc);
-    ck_assert_int_eq(actor_join(&a), 0); /* a scope is not a cancel */
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, acquire_in_scope, &sc);
+    ck_assert_int_eq(tu_actor_join(&a), 0); /* a scope is not a cancel */
     ck_assert_int_eq(sc.rc, -ETIMEDOUT);
     ck_assert_int_eq(sc.release_rc, -EPERM);
     ck_assert_int_eq(sc.exit_rc, -ETIMEDOUT);
@@ -850,23 +642,23 @@ END_TEST
 START_TEST(lock_cancelled_waiter_leaves_the_lock_to_the_next_waiter)
 {
     /* _i: the second waiter is a task (0) or a plain thread (1). */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_lock l;
     ck_assert_int_eq(weft_lock_init(&l), 0);
     ck_assert_int_eq(weft_lock_acquire(&l), 0);
     struct waiter w1 = {.lock = &l, .timeout = -1};
     struct waiter w2 = {.lock = &l, .timeout = -1};
-    struct actor a1, a2;
-    actor_start(&a1, rt, TASK, acquire_once, &w1);
-    actor_wait_blocked(&a1);
-    actor_start(&a2, rt, _i ? THREAD : TASK, acquire_once, &w2);
-    actor_wait_blocked(&a2);
+    struct tu_actor a1, a2;
+    tu_actor_start(&a1, rt, TU_TASK, acquire_once, &w1);
+    tu_actor_wait_blocked(&a1);
+    tu_actor_start(&a2, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w2);
+    tu_actor_wait_blocked(&a2);
     ck_assert_int_eq(weft_cancel(a1.task), 0);
-    ck_assert_int_eq(actor_join(&a1), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a1), -ECANCELED);
     ck_assert_int_eq(w1.rc, -ECANCELED);
     ck_assert_int_eq(w1.release_rc, -EPERM);
     ck_assert_int_eq(weft_lock_release(&l), 0);
-    ck_assert_int_eq(actor_join(&a2), 0);
+    ck_assert_int_eq(tu_actor_join(&a2), 0);
     ck_assert_int_eq(w2.rc, 0);
     ck_assert_int_eq(w2.release_rc, 0);
     ck_assert(!weft_lock_locked(&l));
@@ -954,12 +746,12 @@ static void check_not_starved(int how, bool yield)
      * without suspending, or (yield) with weft_yield. */
     static struct hammer h;
     ck_assert_int_eq(weft_lock_init(&h.lock), 0);
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct starved s = {
         .h = &h, .rounds = TU_SCALE(50, 30, 20), .yield = yield};
-    struct actor ha, wa;
-    actor_start(&ha, rt, how & 2 ? THREAD : TASK, hammer_loop, &h);
-    actor_start(&wa, rt, how & 1 ? THREAD : TASK, starved_waiter, &s);
+    struct tu_actor ha, wa;
+    tu_actor_start(&ha, rt, how & 2 ? TU_THREAD : TU_TASK, hammer_loop, &h);
+    tu_actor_start(&wa, rt, how & 1 ? TU_THREAD : TU_TASK, starved_waiter, &s);
     /* Watched from here, so that a starved waiter fails the test rather
      * than hang it. */
     double t0 = weft_now();
@@ -970,13 +762,13 @@ static void check_not_starved(int how, bool yield)
                 "5 s, while the hammer took the lock %ld times "
                 "(waiter task state %d; 1 = READY)",
                 atomic_load(&s.done_rounds), s.rounds, atomic_load(&h.iters),
-                wa.kind == TASK ? tu_task_state(rt, weft_task_id(wa.task))
-                                : -1);
+                wa.kind == TU_TASK ? tu_task_state(rt, weft_task_id(wa.task))
+                                   : -1);
         usleep(1000);
     }
-    ck_assert_int_eq(actor_join(&wa), 0);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     atomic_store(&h.stop, 1);
-    ck_assert_int_eq(actor_join(&ha), 0);
+    ck_assert_int_eq(tu_actor_join(&ha), 0);
     weft_runtime_free(rt);
     fprintf(stderr,
             "lock fairness (%s waiter, %s hammer): %d acquisitions, "
@@ -1081,7 +873,7 @@ START_TEST(lock_counter_under_threads_and_tasks_is_exact)
     c.task_iters = TU_SCALE(500, 300, 150);
     c.thread_iters = TU_SCALE(20000, 8000, 4000);
     ck_assert_int_eq(weft_lock_init(&c.lock), 0);
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_task *t[TASKS];
     pthread_t th[THREADS];
     for (int i = 0; i < TASKS; i++) {
@@ -1102,31 +894,6 @@ START_TEST(lock_counter_under_threads_and_tasks_is_exact)
 }
 END_TEST
 
-struct cancel_race {
-    weft_task *victim;
-    int64_t delay_ns; /* the canceller's extra delay */
-    int cancel_rc;
-};
-
-static void cancel_victim(void *ctx)
-{
-    struct cancel_race *cr = ctx;
-    spin_for(cr->delay_ns);
-    cr->cancel_rc = weft_cancel(cr->victim);
-}
-
-/* Steer a cancel race to its tipping point, where it is tightest: each
- * round the cancel won, the next cancel comes a little later, and each
- * round it lost, a little earlier (the other side waits when bias < 0). */
-static void steer(int64_t *bias, bool cancel_won)
-{
-    *bias += cancel_won ? 100 : -100;
-    if (*bias > 100000)
-        *bias = 100000;
-    if (*bias < -100000)
-        *bias = -100000;
-}
-
 START_TEST(lock_cancel_racing_release_never_loses_the_lock)
 {
     /* Each round the test's thread holds the lock with one task (odd
@@ -1136,11 +903,11 @@ START_TEST(lock_cancel_racing_release_never_loses_the_lock)
      * out if the lock were lost); the lock ends free with nobody queued. */
     int rounds = TU_SCALE(3000, 2000, 1000);
     uint64_t rng = tu_seed("lock_cancel_racing_release_never_loses_the_lock");
-    weft_runtime *rt = new_runtime(2);
-    struct cancel_race cr;
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_cancel_race cr;
     int64_t bias = 0;
-    struct racer r;
-    racer_start(&r, cancel_victim, &cr, tu_rand(&rng), SPIN_NS);
+    struct tu_racer r;
+    tu_racer_start(&r, tu_cancel_victim, &cr, tu_rand(&rng), TU_SPIN_NS);
     int got = 0, cancelled = 0;
     for (int g = 1; g <= rounds; g++) {
         weft_lock l;
@@ -1149,22 +916,22 @@ START_TEST(lock_cancel_racing_release_never_loses_the_lock)
         bool two = g % 2 == 0;
         struct waiter w1 = {.lock = &l, .timeout = -1};
         struct waiter w2 = {.lock = &l, .timeout = 10.0};
-        struct actor a1, a2;
-        actor_start(&a1, rt, TASK, acquire_once, &w1);
-        actor_wait_blocked(&a1);
+        struct tu_actor a1, a2;
+        tu_actor_start(&a1, rt, TU_TASK, acquire_once, &w1);
+        tu_actor_wait_blocked(&a1);
         if (two) {
-            actor_start(&a2, rt, TASK, acquire_once, &w2);
-            actor_wait_blocked(&a2);
+            tu_actor_start(&a2, rt, TU_TASK, acquire_once, &w2);
+            tu_actor_wait_blocked(&a2);
         }
         cr.victim = a1.task;
         cr.delay_ns = bias;
-        racer_go(&r, g);
-        spin_random(&rng, SPIN_NS);
-        spin_for(-bias);
+        tu_racer_go(&r, g);
+        tu_spin_random(&rng, TU_SPIN_NS);
+        tu_spin_for(-bias);
         TU_ASSERT_INT_EQ(weft_lock_release(&l), 0);
-        racer_wait(&r, g);
+        tu_racer_wait(&r, g);
         TU_ASSERT(cr.cancel_rc == 0 || cr.cancel_rc == -ESRCH);
-        int jrc = actor_join(&a1);
+        int jrc = tu_actor_join(&a1);
         TU_ASSERT(w1.rc == 0 || w1.rc == -ECANCELED);
         TU_ASSERT_INT_EQ(jrc, w1.rc);
         TU_ASSERT_INT_EQ(w1.release_rc, w1.rc == 0 ? 0 : -EPERM);
@@ -1172,16 +939,16 @@ START_TEST(lock_cancel_racing_release_never_loses_the_lock)
             got++;
         else
             cancelled++;
-        steer(&bias, w1.rc != 0);
+        tu_steer(&bias, w1.rc != 0);
         if (two) {
-            TU_ASSERT_INT_EQ(actor_join(&a2), 0);
+            TU_ASSERT_INT_EQ(tu_actor_join(&a2), 0);
             TU_ASSERT_INT_EQ(w2.rc, 0);
             TU_ASSERT_INT_EQ(w2.release_rc, 0);
         }
         TU_ASSERT(!weft_lock_locked(&l));
         TU_ASSERT_INT_EQ(weft_lock_destroy(&l), 0);
     }
-    racer_stop(&r);
+    tu_racer_stop(&r);
     weft_runtime_free(rt);
     fprintf(stderr,
             "lock cancel race: %d rounds, granted %d, cancelled %d, final bias "
@@ -1193,7 +960,7 @@ END_TEST
 
 struct timeout_race {
     weft_lock lock;
-    struct racer r;
+    struct tu_racer r;
     int rounds;
     uint64_t rng;
     int got, timed_out;
@@ -1215,13 +982,13 @@ static void *timeout_race_rounds(void *arg)
 {
     struct timeout_race *tr = arg;
     for (int k = 1; k <= tr->rounds; k++) {
-        racer_go(&tr->r, 2 * k - 1);
-        racer_wait(&tr->r, 2 * k - 1);
+        tu_racer_go(&tr->r, 2 * k - 1);
+        tu_racer_wait(&tr->r, 2 * k - 1);
         TU_ASSERT_INT_EQ(tr->racer_rc[0], 0);
         double bound = (double)(tu_rand(&tr->rng) % 100) * 1e-6;
-        racer_go(&tr->r, 2 * k);
+        tu_racer_go(&tr->r, 2 * k);
         int rc = weft_lock_acquire_timeout(&tr->lock, bound);
-        racer_wait(&tr->r, 2 * k);
+        tu_racer_wait(&tr->r, 2 * k);
         TU_ASSERT_INT_EQ(tr->racer_rc[1], 0);
         TU_ASSERT(rc == 0 || rc == -ETIMEDOUT);
         /* The lock is this waiter's exactly when it said 0. */
@@ -1247,12 +1014,12 @@ START_TEST(lock_timeout_racing_release_never_loses_the_lock)
     tr.rng = tu_seed("lock_timeout_racing_release_never_loses_the_lock");
     tr.got = tr.timed_out = 0;
     ck_assert_int_eq(weft_lock_init(&tr.lock), 0);
-    racer_start(&tr.r, take_or_give, &tr, tu_rand(&tr.rng), 200000);
+    tu_racer_start(&tr.r, take_or_give, &tr, tu_rand(&tr.rng), 200000);
     if (_i == 0)
         ck_assert_int_eq((intptr_t)timeout_race_rounds(&tr), 1);
     else
         ck_assert_int_eq((intptr_t)tu_run_in(1, timeout_race_rounds, &tr), 1);
-    racer_stop(&tr.r);
+    tu_racer_stop(&tr.r);
     fprintf(stderr,
             "lock timeout race (%s): %d rounds, granted %d, timed out %d\n",
             _i ? "task" : "thread", tr.rounds, tr.got, tr.timed_out);

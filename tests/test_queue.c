@@ -78,20 +78,6 @@ static void check_empty_now(weft_queue *q)
     ck_assert_uint_eq(weft_queue_size(q), 0);
 }
 
-static weft_runtime *new_rt(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-static void check_took(double got, double want, const char *what)
-{
-    ck_assert_msg(got >= want - TU_EARLY_EPS && got <= want + TU_SLACK,
-                  "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
-                  what, got, want, TU_SLACK);
-}
-
 /* ------------------------------------------------------------------------
  * One queue call, run as a task or as a plain thread */
 
@@ -165,26 +151,6 @@ static weft_task *waiting_task_op(weft_runtime *rt, struct op *o)
     return t;
 }
 
-static void join_task(weft_task *t, int want)
-{
-    ck_assert_int_eq(weft_join(t, NULL), want);
-}
-
-/* The scheduling state of a thread of this process ('R', 'S', ...). */
-static char thread_state(int tid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* after the command name */
-    ck_assert(p && p[1] == ' ');
-    return p[2];
-}
-
 /* Run o on a new plain thread and wait until it blocks inside the call:
  * asleep in the kernel, on its wait's futex. (It could also sleep on the
  * queue's state lock, but nothing else touches the queue while a test
@@ -198,16 +164,11 @@ static void waiting_thread_op(pthread_t *th, struct op *o)
     for (;;) {
         ck_assert_msg(!atomic_load(&o->finished),
                       "the thread's call returned %d", o->rc);
-        if (thread_state(atomic_load(&o->tid)) == 'S')
+        if (tu_thread_asleep(atomic_load(&o->tid)))
             return;
         ck_assert_msg(weft_now() - t0 < 10.0, "the thread never blocked");
         sched_yield();
     }
-}
-
-static void join_thread(pthread_t th)
-{
-    ck_assert_int_eq(pthread_join(th, NULL), 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -474,12 +435,12 @@ START_TEST(queue_null_items_are_put_and_got_like_any_other)
     ck_assert_ptr_null(item);
     check_empty_now(&q);
     /* Handed straight to a waiting getter, too. */
-    weft_runtime *rt = new_rt(1);
+    weft_runtime *rt = tu_new_runtime(1);
     struct op g;
     op_init(&g, &q, OP_GET, NULL);
     weft_task *t = waiting_task_op(rt, &g);
     ck_assert_int_eq(weft_queue_put(&q, NULL), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_ptr_null(g.item);
     ck_assert_int_eq(weft_queue_destroy(&q), 0);
@@ -492,7 +453,7 @@ END_TEST
 
 START_TEST(queue_get_from_a_task_waits_for_the_next_put)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     struct op g;
@@ -500,7 +461,7 @@ START_TEST(queue_get_from_a_task_waits_for_the_next_put)
     weft_task *t = waiting_task_op(rt, &g);
     ck_assert_ptr_eq(g.item, NOTHING);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(42)), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_ptr_eq(g.item, ITEM(42));
     check_empty_now(&q); /* handed over, not queued */
@@ -511,7 +472,7 @@ END_TEST
 
 START_TEST(queue_put_from_a_task_waits_for_room)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     put_now(&q, 1);
@@ -522,7 +483,7 @@ START_TEST(queue_put_from_a_task_waits_for_room)
     ck_assert_uint_eq(get_now(&q), 1);
     /* The get moved the waiting putter's item in. */
     ck_assert_uint_eq(weft_queue_size(&q), 1);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(p.rc, 0);
     ck_assert_uint_eq(get_now(&q), 2);
     check_empty_now(&q);
@@ -541,7 +502,7 @@ START_TEST(queue_plain_threads_block_in_get_and_put_until_served)
     op_init(&g, &q, OP_GET, NULL);
     waiting_thread_op(&th, &g);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(7)), 0);
-    join_thread(th);
+    tu_join_thread(th);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_ptr_eq(g.item, ITEM(7));
     check_empty_now(&q);
@@ -550,18 +511,18 @@ START_TEST(queue_plain_threads_block_in_get_and_put_until_served)
     op_init(&p, &q, OP_PUT, ITEM(9));
     waiting_thread_op(&th, &p);
     ck_assert_uint_eq(get_now(&q), 8);
-    join_thread(th);
+    tu_join_thread(th);
     ck_assert_int_eq(p.rc, 0);
     ck_assert_uint_eq(get_now(&q), 9);
 
     /* A task serves a thread, and a thread serves a task. */
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     op_init(&g, &q, OP_GET, NULL);
     waiting_thread_op(&th, &g);
     op_init(&p, &q, OP_PUT, ITEM(10));
-    join_task(task_op(rt, &p), 0);
+    tu_join_task(task_op(rt, &p), 0);
     ck_assert_int_eq(p.rc, 0);
-    join_thread(th);
+    tu_join_thread(th);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_ptr_eq(g.item, ITEM(10));
 
@@ -571,10 +532,10 @@ START_TEST(queue_plain_threads_block_in_get_and_put_until_served)
     op_init(&g, &q, OP_GET, NULL);
     pthread_t th2;
     ck_assert_int_eq(pthread_create(&th2, NULL, run_op, &g), 0);
-    join_thread(th2);
+    tu_join_thread(th2);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_ptr_eq(g.item, ITEM(11));
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(p.rc, 0);
     ck_assert_uint_eq(get_now(&q), 12);
     check_empty_now(&q);
@@ -586,7 +547,7 @@ END_TEST
 START_TEST(queue_waiting_getters_are_served_in_arrival_order)
 {
     enum { N = 4 };
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     init_q(&q, 0, _i == 0 ? WEFT_QUEUE_FIFO : WEFT_QUEUE_LIFO);
     struct op g[N];
@@ -598,7 +559,7 @@ START_TEST(queue_waiting_getters_are_served_in_arrival_order)
     for (uintptr_t i = 0; i < N; i++)
         ck_assert_int_eq(weft_queue_put(&q, ITEM(100 + i)), 0);
     for (int i = 0; i < N; i++) {
-        join_task(t[i], 0);
+        tu_join_task(t[i], 0);
         ck_assert_int_eq(g[i].rc, 0);
         ck_assert_ptr_eq(g[i].item, ITEM(100 + i));
     }
@@ -611,7 +572,7 @@ END_TEST
 START_TEST(queue_waiting_putters_are_admitted_in_arrival_order)
 {
     enum { N = 4 };
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     static const enum weft_queue_order orders[] = {
         WEFT_QUEUE_FIFO, WEFT_QUEUE_LIFO, WEFT_QUEUE_PRIORITY};
@@ -629,7 +590,7 @@ START_TEST(queue_waiting_putters_are_admitted_in_arrival_order)
         ck_assert_uint_eq(weft_queue_size(&q), i < N ? 1 : 0);
     }
     for (int i = 0; i < N; i++) {
-        join_task(t[i], 0);
+        tu_join_task(t[i], 0);
         ck_assert_int_eq(p[i].rc, 0);
     }
     check_empty_now(&q);
@@ -643,7 +604,7 @@ END_TEST
 
 START_TEST(queue_join_returns_once_every_put_item_is_done)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     for (uintptr_t i = 1; i <= 5; i++)
@@ -663,8 +624,8 @@ START_TEST(queue_join_returns_once_every_put_item_is_done)
     ck_assert_int_eq(weft_queue_join_timeout(&q, 0), -ETIMEDOUT);
     ck_assert(!atomic_load(&jt.finished) && !atomic_load(&jth.finished));
     ck_assert_int_eq(weft_queue_task_done(&q), 0);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(jt.rc, 0);
     ck_assert_int_eq(jth.rc, 0);
     ck_assert_int_eq(weft_queue_join(&q), 0);
@@ -674,7 +635,7 @@ START_TEST(queue_join_returns_once_every_put_item_is_done)
     op_init(&g, &q, OP_GET, NULL);
     t = waiting_task_op(rt, &g);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(6)), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_ptr_eq(g.item, ITEM(6));
     ck_assert_int_eq(weft_queue_join_timeout(&q, 0), -ETIMEDOUT);
     ck_assert_int_eq(weft_queue_task_done(&q), 0);
@@ -740,7 +701,7 @@ static void *join_timeout_body(void *arg)
     weft_queue *q = arg;
     double t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_queue_join_timeout(q, 0.03), -ETIMEDOUT);
-    check_took(weft_now() - t0, 0.03, "weft_queue_join_timeout");
+    tu_check_took(weft_now() - t0, 0.03, "weft_queue_join_timeout");
     t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_queue_join_timeout(q, 0), -ETIMEDOUT);
     TU_ASSERT(weft_now() - t0 < TU_SLACK);
@@ -780,7 +741,7 @@ static void check_shut_down_and_empty(weft_queue *q)
 
 START_TEST(queue_shutdown_fails_waiting_getters_with_eshutdown)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     struct op g1, g2, gth;
@@ -794,9 +755,9 @@ START_TEST(queue_shutdown_fails_waiting_getters_with_eshutdown)
     waiting_thread_op(&th, &gth);
     double t0 = weft_now();
     ck_assert_int_eq(weft_queue_shutdown(&q, false), 0);
-    join_task(t1, 0);
-    join_task(t2, 0);
-    join_thread(th);
+    tu_join_task(t1, 0);
+    tu_join_task(t2, 0);
+    tu_join_thread(th);
     ck_assert_msg(weft_now() - t0 < TU_SLACK, "woke after %.3f s",
                   weft_now() - t0);
     struct op *g[] = {&g1, &g2, &gth};
@@ -813,7 +774,7 @@ END_TEST
 
 START_TEST(queue_shutdown_fails_waiting_putters_and_keeps_their_items_out)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     put_now(&q, 1);
@@ -825,8 +786,8 @@ START_TEST(queue_shutdown_fails_waiting_putters_and_keeps_their_items_out)
     pthread_t th;
     waiting_thread_op(&th, &pth);
     ck_assert_int_eq(weft_queue_shutdown(&q, false), 0);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(p1.rc, -ESHUTDOWN);
     ck_assert_int_eq(pth.rc, -ESHUTDOWN);
     /* Only the item put before the shutdown is there. */
@@ -869,7 +830,7 @@ END_TEST
 
 START_TEST(queue_shutdown_immediate_drops_items_and_lets_join_return)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     for (uintptr_t i = 1; i <= 3; i++)
@@ -884,7 +845,7 @@ START_TEST(queue_shutdown_immediate_drops_items_and_lets_join_return)
     ck_assert_int_eq(weft_queue_join_timeout(&q, 0), -ETIMEDOUT);
     ck_assert(!atomic_load(&j.finished));
     ck_assert_int_eq(weft_queue_task_done(&q), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(j.rc, 0);
     ck_assert_int_eq(weft_queue_task_done(&q), -EOVERFLOW);
     /* Nothing dropped is left behind: destroy succeeds. */
@@ -901,8 +862,8 @@ START_TEST(queue_shutdown_immediate_drops_items_and_lets_join_return)
     op_init(&p, &q, OP_PUT, ITEM(3));
     weft_task *tp = waiting_task_op(rt, &p);
     ck_assert_int_eq(weft_queue_shutdown(&q, true), 0);
-    join_task(t, 0);
-    join_task(tp, 0);
+    tu_join_task(t, 0);
+    tu_join_task(tp, 0);
     ck_assert_int_eq(j.rc, 0);
     ck_assert_int_eq(p.rc, -ESHUTDOWN);
     check_shut_down_and_empty(&q);
@@ -978,7 +939,7 @@ END_TEST
 
 START_TEST(queue_destroy_while_waited_on_returns_ebusy_and_keeps_the_queue)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     /* A getter waits. */
@@ -987,7 +948,7 @@ START_TEST(queue_destroy_while_waited_on_returns_ebusy_and_keeps_the_queue)
     weft_task *t = waiting_task_op(rt, &g);
     ck_assert_int_eq(weft_queue_destroy(&q), -EBUSY);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(1)), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_ptr_eq(g.item, ITEM(1));
     /* A joiner waits (the item got is not done). */
     struct op j;
@@ -995,7 +956,7 @@ START_TEST(queue_destroy_while_waited_on_returns_ebusy_and_keeps_the_queue)
     t = waiting_task_op(rt, &j);
     ck_assert_int_eq(weft_queue_destroy(&q), -EBUSY);
     ck_assert_int_eq(weft_queue_task_done(&q), 0);
-    join_task(t, 0);
+    tu_join_task(t, 0);
     ck_assert_int_eq(j.rc, 0);
     /* A putter (a thread) waits on a full queue. */
     put_now(&q, 2);
@@ -1005,7 +966,7 @@ START_TEST(queue_destroy_while_waited_on_returns_ebusy_and_keeps_the_queue)
     waiting_thread_op(&th, &p);
     ck_assert_int_eq(weft_queue_destroy(&q), -EBUSY);
     ck_assert_uint_eq(get_now(&q), 2);
-    join_thread(th);
+    tu_join_thread(th);
     ck_assert_int_eq(p.rc, 0);
     ck_assert_uint_eq(get_now(&q), 3);
     ck_assert_int_eq(weft_queue_destroy(&q), 0);
@@ -1148,14 +1109,14 @@ END_TEST
 
 START_TEST(queue_cancelled_getter_returns_ecanceled_and_takes_nothing)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     struct op g;
     op_init(&g, &q, OP_GET, NULL);
     weft_task *t = waiting_task_op(rt, &g);
     ck_assert_int_eq(weft_cancel(t), 0);
-    join_task(t, -ECANCELED);
+    tu_join_task(t, -ECANCELED);
     ck_assert_int_eq(g.rc, -ECANCELED);
     ck_assert_ptr_eq(g.item, NOTHING);
     /* The next item is queued, not handed to the cancelled getter. */
@@ -1169,7 +1130,7 @@ END_TEST
 
 START_TEST(queue_cancelled_putter_returns_ecanceled_and_puts_nothing)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     put_now(&q, 1);
@@ -1177,7 +1138,7 @@ START_TEST(queue_cancelled_putter_returns_ecanceled_and_puts_nothing)
     op_init(&p, &q, OP_PUT, ITEM(2));
     weft_task *t = waiting_task_op(rt, &p);
     ck_assert_int_eq(weft_cancel(t), 0);
-    join_task(t, -ECANCELED);
+    tu_join_task(t, -ECANCELED);
     ck_assert_int_eq(p.rc, -ECANCELED);
     /* Freeing the slot admits nothing: item 2 never went in. */
     ck_assert_uint_eq(get_now(&q), 1);
@@ -1190,7 +1151,7 @@ START_TEST(queue_cancelled_putter_returns_ecanceled_and_puts_nothing)
     op_init(&j, &q, OP_JOIN, NULL);
     t = waiting_task_op(rt, &j);
     ck_assert_int_eq(weft_cancel(t), 0);
-    join_task(t, -ECANCELED);
+    tu_join_task(t, -ECANCELED);
     ck_assert_int_eq(j.rc, -ECANCELED);
     ck_assert_uint_eq(get_now(&q), 3);
     ck_assert_int_eq(weft_queue_task_done(&q), 0);
@@ -1308,7 +1269,7 @@ static void *timeout_forms(void *arg)
     void *item = NOTHING;
     double t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_queue_get_timeout(&q, &item, 0.03), -ETIMEDOUT);
-    check_took(weft_now() - t0, 0.03, "weft_queue_get_timeout");
+    tu_check_took(weft_now() - t0, 0.03, "weft_queue_get_timeout");
     t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_queue_get_timeout(&q, &item, 0), -ETIMEDOUT);
     TU_ASSERT(weft_now() - t0 < TU_SLACK);
@@ -1317,7 +1278,7 @@ static void *timeout_forms(void *arg)
     TU_ASSERT_INT_EQ(weft_queue_put_timeout(&q, ITEM(1), 0), 0);
     t0 = weft_now();
     TU_ASSERT_INT_EQ(weft_queue_put_timeout(&q, ITEM(2), 0.03), -ETIMEDOUT);
-    check_took(weft_now() - t0, 0.03, "weft_queue_put_timeout");
+    tu_check_took(weft_now() - t0, 0.03, "weft_queue_put_timeout");
     TU_ASSERT_INT_EQ(weft_queue_put_timeout(&q, ITEM(2), 0), -ETIMEDOUT);
     TU_ASSERT_INT_EQ(weft_queue_size(&q), 1);
     TU_ASSERT_INT_EQ(weft_queue_get_timeout(&q, &item, 0), 0);
@@ -1343,7 +1304,7 @@ END_TEST
 
 START_TEST(queue_bounded_waits_are_served_before_their_bound)
 {
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     struct op g, gth;
@@ -1356,8 +1317,8 @@ START_TEST(queue_bounded_waits_are_served_before_their_bound)
     waiting_thread_op(&th, &gth);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(1)), 0);
     ck_assert_int_eq(weft_queue_put(&q, ITEM(2)), 0);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(g.rc, 0);
     ck_assert_int_eq(gth.rc, 0);
     ck_assert_ptr_eq(g.item, ITEM(1));
@@ -1374,8 +1335,8 @@ START_TEST(queue_bounded_waits_are_served_before_their_bound)
     waiting_thread_op(&th, &pth);
     for (uintptr_t i = 3; i <= 5; i++)
         ck_assert_uint_eq(get_now(&q), i);
-    join_task(t, 0);
-    join_thread(th);
+    tu_join_task(t, 0);
+    tu_join_thread(th);
     ck_assert_int_eq(p.rc, 0);
     ck_assert_int_eq(pth.rc, 0);
     check_empty_now(&q);
@@ -1455,7 +1416,7 @@ START_TEST(queue_getter_cancelled_as_an_item_arrives_gets_it_or_leaves_it)
 {
     int rounds = TU_SCALE(2000, 800, 500);
     double t0 = weft_now();
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 0), 0);
     struct canceller c;
@@ -1501,7 +1462,7 @@ START_TEST(queue_putter_cancelled_as_room_appears_puts_or_keeps_its_item)
 {
     int rounds = TU_SCALE(2000, 800, 500);
     double t0 = weft_now();
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_queue q;
     ck_assert_int_eq(weft_queue_init(&q, 1), 0);
     struct canceller c;
@@ -1662,7 +1623,7 @@ START_TEST(queue_stress_thread_producers_and_cancelled_task_consumers)
     double t0 = weft_now();
     struct flow f;
     flow_init(&f, n, 64);
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_task *cons[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++) {
         cons[i] = weft_spawn_ex(rt, consumer_task, &f, NULL);
@@ -1802,7 +1763,7 @@ START_TEST(queue_stress_cancelled_task_producers_and_thread_consumers)
     double t0 = weft_now();
     struct flow f;
     flow_init(&f, n, 64);
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct consumer cons[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++) {
         cons[i] = (struct consumer){.f = &f, .rng = seed + 2 * i + 1};
@@ -1898,7 +1859,7 @@ START_TEST(queue_stress_tiny_timeouts_racing_deliver_each_item_once)
     double t0 = weft_now();
     struct flow f;
     flow_init(&f, n, 4);
-    weft_runtime *rt = new_rt(1);
+    weft_runtime *rt = tu_new_runtime(1);
     struct producer prod[SIDE];
     struct consumer cons[SIDE];
     weft_task *tp = NULL, *tc = NULL;
@@ -1919,11 +1880,11 @@ START_TEST(queue_stress_tiny_timeouts_racing_deliver_each_item_once)
                 pthread_create(&cons[i].th, NULL, timed_consumer, &cons[i]), 0);
         }
     }
-    join_task(tp, 0);
-    join_task(tc, 0);
+    tu_join_task(tp, 0);
+    tu_join_task(tc, 0);
     for (int i = 1; i < SIDE; i++) {
-        join_thread(prod[i].th);
-        join_thread(cons[i].th);
+        tu_join_thread(prod[i].th);
+        tu_join_thread(cons[i].th);
     }
     for (int i = 0; i < SIDE; i++)
         ck_assert_uint_eq(prod[i].next, prod[i].end);
@@ -2006,7 +1967,7 @@ START_TEST(queue_stress_shutdown_midstream_loses_and_duplicates_nothing)
     flow_init(&s.f, n, 16);
     s.status = calloc(n, 1);
     ck_assert_ptr_nonnull(s.status);
-    weft_runtime *rt = new_rt(2);
+    weft_runtime *rt = tu_new_runtime(2);
     struct shut_producer prod[SIDE];
     pthread_t cons_th[SIDE];
     weft_task *prod_t[SIDE], *cons_t[SIDE];
@@ -2034,11 +1995,11 @@ START_TEST(queue_stress_shutdown_midstream_loses_and_duplicates_nothing)
     ck_assert_int_eq(weft_queue_shutdown(&s.f.q, immediate), 0);
     for (int i = 0; i < SIDE; i++) {
         if (i < 2) {
-            join_thread(prod[i].th);
-            join_thread(cons_th[i]);
+            tu_join_thread(prod[i].th);
+            tu_join_thread(cons_th[i]);
         } else {
-            join_task(prod_t[i], 0);
-            join_task(cons_t[i], 0);
+            tu_join_task(prod_t[i], 0);
+            tu_join_task(cons_t[i], 0);
         }
     }
     weft_runtime_free(rt);

@@ -15,224 +15,14 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "sched/alloc.h"
 #include "testutil.h"
-
-/* ------------------------------------------------------------------------
- * Actors: fn(arg) run as a task of rt or as a plain thread */
-
-enum kind { TASK, THREAD };
-
-struct actor {
-    weft_runtime *rt;
-    enum kind kind;
-    weft_fn fn;
-    void *arg;
-    pthread_t th;
-    weft_task *task;
-    atomic_int tid;  /* a thread's kernel id, once it runs */
-    atomic_int done; /* fn has returned */
-};
-
-static void *actor_body(void *p)
-{
-    struct actor *a = p;
-    if (a->kind == THREAD)
-        atomic_store(&a->tid, (int)syscall(SYS_gettid));
-    a->fn(a->arg);
-    atomic_store(&a->done, 1);
-    return NULL;
-}
-
-static void actor_start(struct actor *a, weft_runtime *rt, enum kind kind,
-                        weft_fn fn, void *arg)
-{
-    a->rt = rt;
-    a->kind = kind;
-    a->fn = fn;
-    a->arg = arg;
-    a->task = NULL;
-    atomic_store(&a->tid, 0);
-    atomic_store(&a->done, 0);
-    if (kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_create(&a->th, NULL, actor_body, a), 0);
-        return;
-    }
-    a->task = weft_spawn_ex(rt, actor_body, a, NULL);
-    TU_ASSERT(a->task != NULL);
-}
-
-/* Wait for a to finish: weft_join's code for a task, 0 for a thread. */
-static int actor_join(struct actor *a)
-{
-    if (a->kind == THREAD) {
-        TU_ASSERT_INT_EQ(pthread_join(a->th, NULL), 0);
-        return 0;
-    }
-    return weft_join(a->task, NULL);
-}
-
-/* Whether thread tid sleeps in the kernel (state S), as a thread blocked
- * on its futex does. */
-static bool thread_asleep(int tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char buf[512];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] == 'S';
-}
-
-static void pause_briefly(void)
-{
-    if (weft_current())
-        tu_yield();
-    else
-        sched_yield();
-}
-
-/* Wait until a is blocked in its wait: its task WAITING, its thread
- * asleep. Fails if a returns instead. */
-static void actor_wait_blocked(struct actor *a)
-{
-    double t0 = weft_now();
-    for (;;) {
-        if (atomic_load(&a->done))
-            ck_abort_msg("the waiter returned instead of waiting");
-        if (a->kind == TASK) {
-            weft_runtime *rt = weft_current() ? NULL : a->rt;
-            if (tu_task_state(rt, weft_task_id(a->task)) == WEFT_TASK_WAITING)
-                return;
-        } else {
-            int tid = atomic_load(&a->tid);
-            if (tid && thread_asleep(tid))
-                return;
-        }
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("the waiter never blocked");
-        pause_briefly();
-    }
-}
-
-static void wait_done(struct actor *a)
-{
-    double t0 = weft_now();
-    while (!atomic_load(&a->done)) {
-        if (weft_now() - t0 > 10.0)
-            ck_abort_msg("the waiter never returned");
-        pause_briefly();
-    }
-}
-
-static weft_runtime *new_runtime(unsigned workers)
-{
-    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
-    ck_assert_ptr_nonnull(rt);
-    return rt;
-}
-
-/* ------------------------------------------------------------------------
- * A racer: a thread that meets the test's thread at each round and then,
- * after a random spin, runs its action, so that the action and the test's
- * own one land at about the same moment. */
-
-struct racer {
-    pthread_t th;
-    void (*action)(void *ctx);
-    void *ctx;
-    uint64_t rng;
-    unsigned spin_ns; /* the racer spins 0 .. spin_ns - 1 ns before acting */
-    atomic_int go, ready, done, stop;
-};
-
-/* Busy-wait a random 0 .. max_ns - 1 nanoseconds. */
-static void spin_random(uint64_t *rng, unsigned max_ns)
-{
-    if (max_ns == 0)
-        return;
-    int64_t until = tu_now_ns() + (int64_t)(tu_rand(rng) % max_ns);
-    while (tu_now_ns() < until)
-        ;
-}
-
-/* Busy-wait ns nanoseconds (nothing if ns <= 0). */
-static void spin_for(int64_t ns)
-{
-    int64_t until = tu_now_ns() + ns;
-    while (tu_now_ns() < until)
-        ;
-}
-
-enum { SPIN_NS = 3000 };
-
-static void *racer_main(void *p)
-{
-    struct racer *r = p;
-    int seen = 0;
-    for (;;) {
-        int g;
-        while ((g = atomic_load(&r->go)) == seen) {
-            if (atomic_load(&r->stop))
-                return NULL;
-            sched_yield();
-        }
-        seen = g;
-        atomic_store(&r->ready, g);
-        spin_random(&r->rng, r->spin_ns);
-        r->action(r->ctx);
-        atomic_store(&r->done, g);
-    }
-}
-
-static void racer_start(struct racer *r, void (*action)(void *), void *ctx,
-                        uint64_t seed, unsigned spin_ns)
-{
-    r->action = action;
-    r->spin_ns = spin_ns;
-    r->ctx = ctx;
-    r->rng = seed | 1;
-    atomic_store(&r->go, 0);
-    atomic_store(&r->ready, 0);
-    atomic_store(&r->done, 0);
-    atomic_store(&r->stop, 0);
-    ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
-}
-
-/* Start round g and wait until the racer has seen it. */
-static void racer_go(struct racer *r, int g)
-{
-    atomic_store(&r->go, g);
-    for (int i = 0; atomic_load(&r->ready) != g; i++)
-        if (i > 1000)
-            sched_yield();
-}
-
-static void racer_wait(struct racer *r, int g)
-{
-    while (atomic_load(&r->done) != g)
-        sched_yield();
-}
-
-static void racer_stop(struct racer *r)
-{
-    atomic_store(&r->stop, 1);
-    ck_assert_int_eq(pthread_join(r->th, NULL), 0);
-}
 
 /* ------------------------------------------------------------------------
  * A waiter: one acquire, with or without a bound */
@@ -452,16 +242,16 @@ START_TEST(sem_bounded_release_with_a_waiter_hands_the_permit_over)
 {
     /* Bounded at 1 and empty, with a waiter: the release is within the
      * bound and goes to the waiter; one more release would exceed it. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init_bounded(&s, 1), 0);
     ck_assert_int_eq(weft_sem_acquire(&s), 0);
     struct waiter w = {.sem = &s, .timeout = -1};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_sem_release(&s), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_sem_value(&s), 0);
     ck_assert_int_eq(weft_sem_release(&s), 0); /* the waiter's permit */
@@ -474,7 +264,7 @@ END_TEST
 
 START_TEST(sem_destroy_while_waited_on_returns_ebusy_and_it_stays_usable)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     /* Permits free and nobody waiting: not busy. */
     ck_assert_int_eq(weft_sem_init(&s, 3), 0);
@@ -482,14 +272,14 @@ START_TEST(sem_destroy_while_waited_on_returns_ebusy_and_it_stays_usable)
 
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w = {.sem = &s, .timeout = -1};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_sem_destroy(&s), -EBUSY);
     ck_assert_int_eq(weft_sem_value(&s), 0); /* still initialised */
     ck_assert_int_eq(weft_sem_acquire_nowait(&s), -EAGAIN);
     ck_assert_int_eq(weft_sem_release(&s), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_sem_value(&s), 0);
     ck_assert_int_eq(weft_sem_destroy(&s), 0);
@@ -505,30 +295,30 @@ START_TEST(sem_waiters_are_served_in_fifo_order)
     /* _i 0: tasks only; 1: tasks and plain threads in turn. Each release
      * must complete the oldest waiter and no other. */
     enum { N = 6 };
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     int order[N];
     atomic_int norder = 0;
     struct waiter w[N];
-    struct actor a[N];
+    struct tu_actor a[N];
     for (int i = 0; i < N; i++) {
         w[i] = (struct waiter){.sem = &s,
                                .timeout = i % 3 == 2 ? 30.0 : -1,
                                .id = i,
                                .order = order,
                                .norder = &norder};
-        actor_start(&a[i], rt, _i && i % 2 ? THREAD : TASK, acquire_once,
-                    &w[i]);
-        actor_wait_blocked(&a[i]);
+        tu_actor_start(&a[i], rt, _i && i % 2 ? TU_THREAD : TU_TASK,
+                       acquire_once, &w[i]);
+        tu_actor_wait_blocked(&a[i]);
     }
     for (int k = 0; k < N; k++) {
         ck_assert_int_eq(weft_sem_release(&s), 0);
-        wait_done(&a[k]);
+        tu_actor_wait_done(&a[k]);
         for (int j = k + 1; j < N; j++)
             ck_assert_msg(!atomic_load(&a[j].done),
                           "release %d completed waiter %d", k, j);
-        ck_assert_int_eq(actor_join(&a[k]), 0);
+        ck_assert_int_eq(tu_actor_join(&a[k]), 0);
         ck_assert_int_eq(w[k].rc, 0);
     }
     ck_assert_int_eq(atomic_load(&norder), N);
@@ -544,18 +334,18 @@ START_TEST(sem_release_to_a_waiter_is_not_taken_by_a_later_acquirer)
 {
     /* The permit goes to the waiter at the release: an acquire right
      * after it, before the waiter has run, finds none. */
-    weft_runtime *rt = new_runtime(1);
+    weft_runtime *rt = tu_new_runtime(1);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w = {.sem = &s, .timeout = -1};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_sem_release(&s), 0);
     ck_assert_int_eq(weft_sem_acquire_nowait(&s), -EAGAIN);
     ck_assert_int_eq(weft_sem_acquire_timeout(&s, 0), -ETIMEDOUT);
     ck_assert_int_eq(weft_sem_value(&s), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_sem_destroy(&s), 0);
     weft_runtime_free(rt);
@@ -572,7 +362,7 @@ static void *release_on_go(void *arg)
 {
     struct releaser *r = arg;
     while (!atomic_load(&r->go))
-        pause_briefly();
+        tu_pause();
     r->rc = weft_sem_release(r->sem);
     return NULL;
 }
@@ -580,19 +370,19 @@ static void *release_on_go(void *arg)
 START_TEST(sem_waiter_gets_the_permit_a_task_or_a_thread_releases)
 {
     /* _i: bit 0 the waiter is a thread, bit 1 the releaser is. */
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w = {.sem = &s, .timeout = -1};
     struct releaser r = {.sem = &s};
-    struct actor wa, ra;
-    actor_start(&ra, rt, _i & 2 ? THREAD : TASK, release_on_go, &r);
-    actor_start(&wa, rt, _i & 1 ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&wa);
+    struct tu_actor wa, ra;
+    tu_actor_start(&ra, rt, _i & 2 ? TU_THREAD : TU_TASK, release_on_go, &r);
+    tu_actor_start(&wa, rt, _i & 1 ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&wa);
     atomic_store(&r.go, 1);
-    ck_assert_int_eq(actor_join(&ra), 0);
+    ck_assert_int_eq(tu_actor_join(&ra), 0);
     ck_assert_int_eq(r.rc, 0);
-    ck_assert_int_eq(actor_join(&wa), 0);
+    ck_assert_int_eq(tu_actor_join(&wa), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(weft_sem_value(&s), 0);
     ck_assert_int_eq(weft_sem_destroy(&s), 0);
@@ -602,15 +392,15 @@ END_TEST
 
 START_TEST(sem_acquire_timeout_returns_etimedout_after_about_the_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     static const double bounds[] = {0.0, 0.02, 0.1};
     for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
         struct waiter w = {.sem = &s, .timeout = bounds[i]};
-        struct actor a;
-        actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-        ck_assert_int_eq(actor_join(&a), 0);
+        struct tu_actor a;
+        tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+        ck_assert_int_eq(tu_actor_join(&a), 0);
         ck_assert_int_eq(w.rc, -ETIMEDOUT);
         ck_assert_msg(w.waited >= bounds[i] - TU_EARLY_EPS &&
                           w.waited <= bounds[i] + TU_SLACK,
@@ -628,15 +418,15 @@ END_TEST
 
 START_TEST(sem_acquire_timeout_returns_zero_when_a_permit_comes_in_time)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w = {.sem = &s, .timeout = 30.0};
-    struct actor a;
-    actor_start(&a, rt, _i ? THREAD : TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     ck_assert_int_eq(weft_sem_release(&s), 0);
-    ck_assert_int_eq(actor_join(&a), 0);
+    ck_assert_int_eq(tu_actor_join(&a), 0);
     ck_assert_int_eq(w.rc, 0);
     ck_assert_msg(w.waited < 10.0, "waited %.3f s", w.waited);
     ck_assert_int_eq(weft_sem_value(&s), 0);
@@ -677,16 +467,16 @@ END_TEST
 
 START_TEST(sem_waiter_cancelled_returns_ecanceled_and_takes_no_permit)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w = {.sem = &s, .timeout = _i ? 30.0 : -1};
-    struct actor a;
-    actor_start(&a, rt, TASK, acquire_once, &w);
-    actor_wait_blocked(&a);
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, acquire_once, &w);
+    tu_actor_wait_blocked(&a);
     double t0 = weft_now();
     ck_assert_int_eq(weft_cancel(a.task), 0);
-    ck_assert_int_eq(actor_join(&a), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a), -ECANCELED);
     ck_assert_int_eq(w.rc, -ECANCELED);
     ck_assert_msg(weft_now() - t0 < TU_SLACK, "the cancel took %.3f s",
                   weft_now() - t0);
@@ -718,13 +508,13 @@ static void *acquire_in_scope(void *arg)
 
 START_TEST(sem_waiter_in_an_expired_timeout_scope_returns_etimedout)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct scoped sc = {.sem = &s};
-    struct actor a;
-    actor_start(&a, rt, TASK, acquire_in_scope, &sc);
-    ck_assert_int_eq(actor_join(&a), 0); /* a scope is not a cancel */
+    struct tu_actor a;
+    tu_actor_start(&a, rt, TU_TASK, acquire_in_scope, &sc);
+    ck_assert_int_eq(tu_actor_join(&a), 0); /* a scope is not a cancel */
     ck_assert_int_eq(sc.rc, -ETIMEDOUT);
     ck_assert_int_eq(sc.exit_rc, -ETIMEDOUT);
     ck_assert_msg(sc.waited >= 0.05 - TU_EARLY_EPS &&
@@ -778,21 +568,21 @@ END_TEST
 
 START_TEST(sem_cancelled_waiter_leaves_the_permit_to_the_next_waiter)
 {
-    weft_runtime *rt = new_runtime(2);
+    weft_runtime *rt = tu_new_runtime(2);
     weft_sem s;
     ck_assert_int_eq(weft_sem_init(&s, 0), 0);
     struct waiter w1 = {.sem = &s, .timeout = -1};
     struct waiter w2 = {.sem = &s, .timeout = -1};
-    struct actor a1, a2;
-    actor_start(&a1, rt, TASK, acquire_once, &w1);
-    actor_wait_blocked(&a1);
-    actor_start(&a2, rt, _i ? THREAD : TASK, acquire_once, &w2);
-    actor_wait_blocked(&a2);
+    struct tu_actor a1, a2;
+    tu_actor_start(&a1, rt, TU_TASK, acquire_once, &w1);
+    tu_actor_wait_blocked(&a1);
+    tu_actor_start(&a2, rt, _i ? TU_THREAD : TU_TASK, acquire_once, &w2);
+    tu_actor_wait_blocked(&a2);
     ck_assert_int_eq(weft_cancel(a1.task), 0);
-    ck_assert_int_eq(actor_join(&a1), -ECANCELED);
+    ck_assert_int_eq(tu_actor_join(&a1), -ECANCELED);
     ck_assert_int_eq(w1.rc, -ECANCELED);
     ck_assert_int_eq(weft_sem_release(&s), 0);
-    ck_assert_int_eq(actor_join(&a2), 0);
+    ck_assert_int_eq(tu_actor_join(&a2), 0);
     ck_assert_int_eq(w2.rc, 0);
     ck_assert_int_eq(weft_sem_value(&s), 0);
     ck_assert_int_eq(weft_sem_destroy(&s), 0);
@@ -867,7 +657,7 @@ START_TEST(sem_of_n_never_admits_more_than_n_at_once)
     ad.n = 3;
     ad.iters = TU_SCALE(1000, 500, 200);
     ck_assert_int_eq(weft_sem_init_bounded(&ad.sem, ad.n), 0);
-    weft_runtime *rt = new_runtime(4);
+    weft_runtime *rt = tu_new_runtime(4);
     weft_task *t[TASKS];
     pthread_t th[THREADS];
     for (int i = 0; i < TASKS; i++) {
@@ -892,31 +682,6 @@ START_TEST(sem_of_n_never_admits_more_than_n_at_once)
 }
 END_TEST
 
-struct cancel_race {
-    weft_task *victim;
-    int64_t delay_ns; /* the canceller's extra delay */
-    int cancel_rc;
-};
-
-static void cancel_victim(void *ctx)
-{
-    struct cancel_race *cr = ctx;
-    spin_for(cr->delay_ns);
-    cr->cancel_rc = weft_cancel(cr->victim);
-}
-
-/* Steer a cancel race to its tipping point, where it is tightest: each
- * round the cancel won, the next cancel comes a little later, and each
- * round it lost, a little earlier (the other side waits when bias < 0). */
-static void steer(int64_t *bias, bool cancel_won)
-{
-    *bias += cancel_won ? 100 : -100;
-    if (*bias > 100000)
-        *bias = 100000;
-    if (*bias < -100000)
-        *bias = -100000;
-}
-
 START_TEST(sem_cancel_racing_release_never_loses_a_permit)
 {
     /* Each round, one release and a cancel of the first waiter land at
@@ -926,11 +691,11 @@ START_TEST(sem_cancel_racing_release_never_loses_a_permit)
      * either way and would time out if a permit were lost. */
     int rounds = TU_SCALE(3000, 2000, 1000);
     uint64_t rng = tu_seed("sem_cancel_racing_release_never_loses_a_permit");
-    weft_runtime *rt = new_runtime(2);
-    struct cancel_race cr;
+    weft_runtime *rt = tu_new_runtime(2);
+    struct tu_cancel_race cr;
     int64_t bias = 0;
-    struct racer r;
-    racer_start(&r, cancel_victim, &cr, tu_rand(&rng), SPIN_NS);
+    struct tu_racer r;
+    tu_racer_start(&r, tu_cancel_victim, &cr, tu_rand(&rng), TU_SPIN_NS);
     int got = 0, cancelled = 0;
     for (int g = 1; g <= rounds; g++) {
         weft_sem s;
@@ -938,33 +703,33 @@ START_TEST(sem_cancel_racing_release_never_loses_a_permit)
         bool two = g % 2 == 0;
         struct waiter w1 = {.sem = &s, .timeout = -1};
         struct waiter w2 = {.sem = &s, .timeout = 10.0};
-        struct actor a1, a2;
-        actor_start(&a1, rt, TASK, acquire_once, &w1);
-        actor_wait_blocked(&a1);
+        struct tu_actor a1, a2;
+        tu_actor_start(&a1, rt, TU_TASK, acquire_once, &w1);
+        tu_actor_wait_blocked(&a1);
         if (two) {
-            actor_start(&a2, rt, TASK, acquire_once, &w2);
-            actor_wait_blocked(&a2);
+            tu_actor_start(&a2, rt, TU_TASK, acquire_once, &w2);
+            tu_actor_wait_blocked(&a2);
         }
         cr.victim = a1.task;
         cr.delay_ns = bias;
-        racer_go(&r, g);
-        spin_random(&rng, SPIN_NS);
-        spin_for(-bias);
+        tu_racer_go(&r, g);
+        tu_spin_random(&rng, TU_SPIN_NS);
+        tu_spin_for(-bias);
         TU_ASSERT_INT_EQ(weft_sem_release(&s), 0);
-        racer_wait(&r, g);
+        tu_racer_wait(&r, g);
         TU_ASSERT(cr.cancel_rc == 0 || cr.cancel_rc == -ESRCH);
-        int jrc = actor_join(&a1);
+        int jrc = tu_actor_join(&a1);
         TU_ASSERT(w1.rc == 0 || w1.rc == -ECANCELED);
         TU_ASSERT_INT_EQ(jrc, w1.rc); /* 0: it finished normally */
         if (w1.rc == 0)
             got++;
         else
             cancelled++;
-        steer(&bias, w1.rc != 0);
+        tu_steer(&bias, w1.rc != 0);
         if (two) {
             if (w1.rc == 0) /* w2 is still waiting: one more */
                 TU_ASSERT_INT_EQ(weft_sem_release(&s), 0);
-            TU_ASSERT_INT_EQ(actor_join(&a2), 0);
+            TU_ASSERT_INT_EQ(tu_actor_join(&a2), 0);
             TU_ASSERT_INT_EQ(w2.rc, 0);
             TU_ASSERT_INT_EQ(weft_sem_value(&s), 0);
         } else {
@@ -972,7 +737,7 @@ START_TEST(sem_cancel_racing_release_never_loses_a_permit)
         }
         TU_ASSERT_INT_EQ(weft_sem_destroy(&s), 0); /* nobody queued */
     }
-    racer_stop(&r);
+    tu_racer_stop(&r);
     weft_runtime_free(rt);
     fprintf(stderr,
             "sem cancel race: %d rounds, granted %d, cancelled %d, final bias "
@@ -984,7 +749,7 @@ END_TEST
 
 struct timeout_race {
     weft_sem sem;
-    struct racer r;
+    struct tu_racer r;
     int rounds;
     unsigned spin_ns, bound_us;
     uint64_t rng;
@@ -1002,9 +767,9 @@ static void *timeout_race_rounds(void *arg)
     struct timeout_race *tr = arg;
     for (int g = 1; g <= tr->rounds; g++) {
         double bound = (double)(tu_rand(&tr->rng) % tr->bound_us) * 1e-6;
-        racer_go(&tr->r, g);
+        tu_racer_go(&tr->r, g);
         int rc = weft_sem_acquire_timeout(&tr->sem, bound);
-        racer_wait(&tr->r, g);
+        tu_racer_wait(&tr->r, g);
         TU_ASSERT(rc == 0 || rc == -ETIMEDOUT);
         /* Exactly one of the two holds the released permit. */
         TU_ASSERT_INT_EQ(weft_sem_value(&tr->sem), rc == 0 ? 0 : 1);
@@ -1032,12 +797,12 @@ START_TEST(sem_timeout_racing_release_never_loses_a_permit)
     tr.spin_ns = 200000;
     tr.bound_us = 100;
     ck_assert_int_eq(weft_sem_init(&tr.sem, 0), 0);
-    racer_start(&tr.r, release_one, &tr, tu_rand(&tr.rng), tr.spin_ns);
+    tu_racer_start(&tr.r, release_one, &tr, tu_rand(&tr.rng), tr.spin_ns);
     if (_i == 0)
         ck_assert_int_eq((intptr_t)timeout_race_rounds(&tr), 1);
     else
         ck_assert_int_eq((intptr_t)tu_run_in(1, timeout_race_rounds, &tr), 1);
-    racer_stop(&tr.r);
+    tu_racer_stop(&tr.r);
     fprintf(stderr,
             "sem timeout race (%s): %d rounds, granted %d, "
             "timed out %d\n",

@@ -3,10 +3,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,6 +93,13 @@ long tu_fib(int n)
     return a;
 }
 
+weft_runtime *tu_new_runtime(unsigned workers)
+{
+    weft_runtime *rt = weft_runtime_new(&(weft_config){.workers = workers});
+    ck_assert_ptr_nonnull(rt);
+    return rt;
+}
+
 void *tu_run_in(unsigned workers, weft_fn fn, void *arg)
 {
     weft_config cfg = {.workers = workers};
@@ -130,12 +142,16 @@ int tu_current_worker(void)
     }
 }
 
-void tu_check_elapsed(double t0, double want, const char *what)
+void tu_check_took(double got, double want, const char *what)
 {
-    double got = weft_now() - t0;
     ck_assert_msg(got >= want - TU_EARLY_EPS && got <= want + TU_SLACK,
                   "%s: after %.6f s, expected %.6f s (late by at most %.3f)",
                   what, got, want, TU_SLACK);
+}
+
+void tu_check_elapsed(double t0, double want, const char *what)
+{
+    tu_check_took(weft_now() - t0, want, what);
 }
 
 int tu_task_state(weft_runtime *rt, uint64_t id)
@@ -183,6 +199,16 @@ void tu_join_expect(weft_task *t, intptr_t want)
     TU_ASSERT_INT_EQ((intptr_t)r, want);
 }
 
+void tu_join_task(weft_task *t, int want)
+{
+    ck_assert_int_eq(weft_join(t, NULL), want);
+}
+
+void tu_join_thread(pthread_t th)
+{
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+}
+
 void tu_wait_idle(weft_runtime *rt)
 {
     weft_stats s;
@@ -203,6 +229,205 @@ void tu_yield_until(const int *flag)
 {
     while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
         tu_yield();
+}
+
+void tu_pause(void)
+{
+    if (weft_current())
+        tu_yield();
+    else
+        sched_yield();
+}
+
+void tu_wait_flag(atomic_int *flag)
+{
+    double t0 = weft_now();
+    while (!atomic_load(flag)) {
+        if (weft_now() - t0 > 10.0)
+            ck_abort_msg("a flag was never set");
+        tu_pause();
+    }
+}
+
+bool tu_thread_asleep(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The state follows the command name, which is in parentheses and may
+     * itself hold spaces and parentheses: look after the last ')'. */
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'S';
+}
+
+/* ------------------------------------------------------------------------
+ * Actors */
+
+static void *actor_body(void *p)
+{
+    struct tu_actor *a = p;
+    if (a->kind == TU_THREAD)
+        atomic_store(&a->tid, (int)syscall(SYS_gettid));
+    a->fn(a->arg);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+void tu_actor_start(struct tu_actor *a, weft_runtime *rt, enum tu_kind kind,
+                    weft_fn fn, void *arg)
+{
+    a->rt = rt;
+    a->kind = kind;
+    a->fn = fn;
+    a->arg = arg;
+    a->task = NULL;
+    atomic_store(&a->tid, 0);
+    atomic_store(&a->done, 0);
+    if (kind == TU_THREAD) {
+        TU_ASSERT_INT_EQ(pthread_create(&a->th, NULL, actor_body, a), 0);
+        return;
+    }
+    a->task = weft_spawn_ex(rt, actor_body, a, NULL);
+    TU_ASSERT(a->task != NULL);
+}
+
+int tu_actor_join(struct tu_actor *a)
+{
+    if (a->kind == TU_THREAD) {
+        TU_ASSERT_INT_EQ(pthread_join(a->th, NULL), 0);
+        return 0;
+    }
+    return weft_join(a->task, NULL);
+}
+
+void tu_actor_wait_blocked(struct tu_actor *a)
+{
+    double t0 = weft_now();
+    for (;;) {
+        if (atomic_load(&a->done))
+            ck_abort_msg("the waiter returned instead of waiting");
+        if (a->kind == TU_TASK) {
+            /* A snapshot of the caller's runtime from a task, of a's from
+             * a plain thread. */
+            weft_runtime *rt = weft_current() ? NULL : a->rt;
+            if (tu_task_state(rt, weft_task_id(a->task)) == WEFT_TASK_WAITING)
+                return;
+        } else {
+            int tid = atomic_load(&a->tid);
+            if (tid && tu_thread_asleep(tid))
+                return;
+        }
+        if (weft_now() - t0 > 10.0)
+            ck_abort_msg("the waiter never blocked");
+        tu_pause();
+    }
+}
+
+void tu_actor_wait_done(struct tu_actor *a)
+{
+    double t0 = weft_now();
+    while (!atomic_load(&a->done)) {
+        if (weft_now() - t0 > 10.0)
+            ck_abort_msg("the waiter never returned");
+        tu_pause();
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The racer */
+
+void tu_spin_random(uint64_t *rng, unsigned max_ns)
+{
+    if (max_ns == 0)
+        return;
+    int64_t until = tu_now_ns() + (int64_t)(tu_rand(rng) % max_ns);
+    while (tu_now_ns() < until)
+        ;
+}
+
+void tu_spin_for(int64_t ns)
+{
+    int64_t until = tu_now_ns() + ns;
+    while (tu_now_ns() < until)
+        ;
+}
+
+static void *racer_main(void *p)
+{
+    struct tu_racer *r = p;
+    int seen = 0;
+    for (;;) {
+        int g;
+        while ((g = atomic_load(&r->go)) == seen) {
+            if (atomic_load(&r->stop))
+                return NULL;
+            sched_yield();
+        }
+        seen = g;
+        atomic_store(&r->ready, g);
+        tu_spin_random(&r->rng, r->spin_ns);
+        r->action(r->ctx);
+        atomic_store(&r->done, g);
+    }
+}
+
+void tu_racer_start(struct tu_racer *r, void (*action)(void *), void *ctx,
+                    uint64_t seed, unsigned spin_ns)
+{
+    r->action = action;
+    r->spin_ns = spin_ns;
+    r->ctx = ctx;
+    r->rng = seed | 1;
+    atomic_store(&r->go, 0);
+    atomic_store(&r->ready, 0);
+    atomic_store(&r->done, 0);
+    atomic_store(&r->stop, 0);
+    ck_assert_int_eq(pthread_create(&r->th, NULL, racer_main, r), 0);
+}
+
+void tu_racer_go(struct tu_racer *r, int g)
+{
+    atomic_store(&r->go, g);
+    /* Spin before yielding: the racer usually sees the round within
+     * microseconds, and both sides should start their spins close
+     * together. */
+    for (int i = 0; atomic_load(&r->ready) != g; i++)
+        if (i > 1000)
+            sched_yield();
+}
+
+void tu_racer_wait(struct tu_racer *r, int g)
+{
+    while (atomic_load(&r->done) != g)
+        sched_yield();
+}
+
+void tu_racer_stop(struct tu_racer *r)
+{
+    atomic_store(&r->stop, 1);
+    ck_assert_int_eq(pthread_join(r->th, NULL), 0);
+}
+
+void tu_cancel_victim(void *ctx)
+{
+    struct tu_cancel_race *cr = ctx;
+    tu_spin_for(cr->delay_ns);
+    cr->cancel_rc = weft_cancel(cr->victim);
+}
+
+void tu_steer(int64_t *bias, bool cancel_won)
+{
+    *bias += cancel_won ? 100 : -100;
+    if (*bias > 100000)
+        *bias = 100000;
+    if (*bias < -100000)
+        *bias = -100000;
 }
 
 int tu_run_suite(Suite *s)
