@@ -59,8 +59,6 @@ static inline bool weft__cas_seq_u32(uint32_t *p, uint32_t old, uint32_t new_)
 #define weft__faa_seq_u32(p, v)  __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
 #define weft__or_seq_u32(p, v)                                                 \
     ((void)__atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST))
-#define weft__and_seq_u32(p, v)                                                \
-    ((void)__atomic_fetch_and((p), (v), __ATOMIC_SEQ_CST))
 static inline bool weft__cas_seq_ptr_val(void *p, void *old, void *new_,
                                          void *seen)
 {
@@ -133,7 +131,6 @@ extern uint64_t weft__tsan_fence_word;
 #define weft__faa_seq_u64(p, v)    ck_pr_faa_64((p), (v))
 #define weft__faa_seq_u32(p, v)    ck_pr_faa_32((p), (v))
 #define weft__or_seq_u32(p, v)     ck_pr_or_32((p), (v))
-#define weft__and_seq_u32(p, v)    ck_pr_and_32((p), (v))
 /* CAS that stores the value it found in *seen (when it fails). */
 #define weft__cas_seq_ptr_val(p, o, n, seen)                                   \
     ck_pr_cas_ptr_value((p), (o), (n), (seen))

@@ -38,8 +38,6 @@
  *    its slot forever, and the waiter could never compete, let alone
  *    starve long enough to be handed the lock.
  */
-#include <unistd.h>
-
 #include "sync/sync.h"
 
 #define WAITERS ((uintptr_t)1) /* identities are at least 2-aligned */
