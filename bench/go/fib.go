@@ -11,17 +11,10 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 )
 
 var cutoff uint64
-
-func rssKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 func splits(n uint64) bool {
 	return n >= 2 && n > cutoff

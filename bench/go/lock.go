@@ -4,26 +4,21 @@
 // clock runs from there to the last one's end. The increment reads and
 // writes the counter as two steps, and the counter must end at exactly n.
 // handoff_pct is the share of acquires that took the lock from another
-// goroutine. bench/go/lock_yield.go is the same with runtime.Gosched()
-// inside the critical section. Prints weft-bench's RESULT line. Go 1.19,
-// standard library only.
+// goroutine. Run as lock_yield (the same program under a second name, see
+// bench/CMakeLists.txt) it calls runtime.Gosched() inside the critical
+// section, between the read and the write. Prints weft-bench's RESULT
+// line. Go 1.19, standard library only.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 )
-
-func rssKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 // shared is the counter and its statistics, all under mu.
 type shared struct {
@@ -33,7 +28,7 @@ type shared struct {
 	handoffs uint64
 }
 
-func party(s *shared, me int, share uint64, start <-chan struct{}, wg *sync.WaitGroup) {
+func party(s *shared, me int, share uint64, yield bool, start <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	<-start
 	for i := uint64(0); i < share; i++ {
@@ -43,19 +38,24 @@ func party(s *shared, me int, share uint64, start <-chan struct{}, wg *sync.Wait
 		}
 		s.last = me
 		v := s.counter
+		if yield {
+			runtime.Gosched()
+		}
 		s.counter = v + 1
 		s.mu.Unlock()
 	}
 }
 
 func main() {
+	workload := filepath.Base(os.Args[0])
+	yield := workload == "lock_yield"
 	workers := flag.Int("workers", 1, "GOMAXPROCS")
 	n := flag.Uint64("n", 1000000, "increments in all")
 	parties := flag.Uint64("parties", 4, "goroutines sharing the lock")
 	flag.Uint64("cutoff", 0, "unused")
 	flag.Parse()
 	if *workers < 1 || *parties < 1 {
-		fmt.Fprintln(os.Stderr, "lock: bad --workers or --parties")
+		fmt.Fprintln(os.Stderr, workload+": bad --workers or --parties")
 		os.Exit(2)
 	}
 	runtime.GOMAXPROCS(*workers)
@@ -68,7 +68,7 @@ func main() {
 			share++
 		}
 		wg.Add(1)
-		go party(s, int(i), share, start, &wg)
+		go party(s, int(i), share, yield, start, &wg)
 	}
 	t0 := time.Now()
 	close(start)
@@ -79,8 +79,8 @@ func main() {
 	if s.counter != *n {
 		check = "FAIL"
 	}
-	fmt.Printf("RESULT workload=lock mode=go workers=%d n=%d ns_per_op=%.2f rss_kib=%d check=%s parties=%d counter=%d handoff_pct=%.1f\n",
-		*workers, *n, float64(ns)/float64(*n), rssKiB(), check, *parties,
+	fmt.Printf("RESULT workload=%s mode=go workers=%d n=%d ns_per_op=%.2f rss_kib=%d check=%s parties=%d counter=%d handoff_pct=%.1f\n",
+		workload, *workers, *n, float64(ns)/float64(*n), rssKiB(), check, *parties,
 		s.counter, 100*float64(s.handoffs)/float64(*n))
 	if check != "ok" {
 		os.Exit(1)

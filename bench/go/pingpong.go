@@ -13,15 +13,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"syscall"
 	"time"
 )
-
-func rssKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 // second receives 1, 3, ... and answers each with the next token; it
 // reports the last token it got, or 0 at the first one out of sequence.

@@ -15,17 +15,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
 const sleep = time.Second
-
-func peakRSSKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 // Resident memory now, KiB, from /proc/self/statm; -1 if unreadable.
 func rssNowKiB() int64 {
@@ -84,7 +77,7 @@ func main() {
 	spawn := time.Since(start)
 	wg.Wait()
 	wall := time.Since(start)
-	peak := peakRSSKiB()
+	peak := rssKiB()
 
 	check := "ok"
 	if ended != *n || short != 0 || wall < sleep {

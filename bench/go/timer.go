@@ -14,7 +14,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -22,12 +21,6 @@ const (
 	sleep = time.Millisecond
 	step  = 20 * time.Microsecond
 )
-
-func rssKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 // Nearest rank: the smallest value with at least q of them at or below.
 func quantile(v []int64, q float64) int64 {

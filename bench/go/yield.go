@@ -10,15 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
-
-func rssKiB() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Maxrss
-}
 
 // takeTurns yields per times; it counts the turns after which the other
 // party had run in between (a statistic, so relaxed is enough).
