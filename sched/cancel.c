@@ -135,13 +135,22 @@ static int delivered(weft_task *t, int code)
     return code;
 }
 
-int weft__check_interrupt(void)
+int weft__task_interrupt_slow(weft_task *t)
 {
-    weft_task *t = weft_current();
-    if (!t)
-        return 0;
     int code = pending(t);
     return code ? delivered(t, code) : 0;
+}
+
+int weft__check_interrupt(void)
+{
+    weft_task *t = weft__current();
+    return t ? weft__task_interrupt_slow(t) : 0;
+}
+
+int weft__wait_interrupted(int result)
+{
+    int now = weft__check_interrupt();
+    return now ? now : result;
 }
 
 bool weft__scopes_expired(const weft_task *t)
@@ -188,17 +197,19 @@ int weft__wait_arm(struct weft__wait *w)
     weft__spin_lock(&t->lock);
     t->wait = w;
     int code = pending(t);
-    if (code && w->interrupt)
+    if (code && w->interrupt) {
         w->interrupt(w, code);
-    else if (code)
+        code = 0; /* the hook took it; the wait stays armed */
+    } else if (code) {
         t->wait = NULL;
+    }
     weft__spin_unlock(&t->lock);
-    if (code && !w->interrupt) {
+    if (code) {
         if (t->parent)
             publish_to_parents(t, false);
         return delivered(t, code);
     }
-    return code;
+    return 0;
 }
 
 static void deadline_fire(struct weft__timer *tm)
@@ -220,11 +231,9 @@ static int thread_block_until(struct weft__wait *w, int64_t deadline_ns)
     return w->result;
 }
 
-int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns)
+int weft__wait_block_timed(struct weft__wait *w, int64_t deadline_ns)
 {
     weft_runtime *rt = w->waiter.task ? w->waiter.task->rt : NULL;
-    if (deadline_ns == WEFT__NEVER)
-        return weft__wait_block(w);
     if (!rt)
         return thread_block_until(w, deadline_ns);
     w->timer.deadline_ns = deadline_ns;
@@ -237,13 +246,17 @@ int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns)
     /* If the timer did not complete w, it may still be in the heap. */
     if (timed && w->result != WEFT__WAIT_TIMED_OUT)
         weft__timer_del(rt, &w->timer);
-    return w->result;
+    return weft__wait_outcome(w->result);
 }
 
 void weft__wait_disarm(struct weft__wait *w)
 {
     weft_task *t = w->waiter.task;
-    if (!t)
+    /* t->wait is written only by t itself (or by its inline child while t
+     * is suspended below it), under t->lock, so t may read it without the
+     * lock. NULL: w was never armed, or arm took it back, and its inline
+     * parents were cleared with it: no interrupter can hold w. */
+    if (!t || !t->wait)
         return;
     /* After this no interrupter touches w: they reach it only through
      * t->wait, under t->lock. */
@@ -256,6 +269,7 @@ void weft__wait_disarm(struct weft__wait *w)
 
 void weft__wait_abandon(struct weft__wait *w)
 {
+    weft__wait_disarm(w);
     weft__waiter_abandon(&w->waiter);
 }
 

@@ -298,14 +298,11 @@ static int multi_wait(struct multi *m, uint32_t threshold, int64_t deadline_ns)
     }
     weft__spin_unlock(&m->lock);
     if (ready) {
-        weft__wait_disarm(&w);
         weft__wait_abandon(&w);
         return 0;
     }
     rc = weft__wait_block_until(&w, deadline_ns);
     multi_unpublish(m, &w);
-    if (rc < 0 && rc != -ENOMEM)
-        rc = weft__check_interrupt(); /* a cancel takes precedence */
     return rc;
 }
 

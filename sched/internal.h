@@ -294,13 +294,14 @@ static inline int weft__own_interrupt(const weft_task *t)
 
 /* weft__check_interrupt for the calling task t, with the common case (no
  * request, no scope, not inline) inline. */
+int weft__task_interrupt_slow(weft_task *t);
 static inline int weft__task_interrupt_of(weft_task *t)
 {
     /* Relaxed: a request racing this check is seen by the next one. */
     if (__builtin_expect(
             !weft__load_rlx_u32(&t->cancel) && !t->scope && !t->parent, 1))
         return 0;
-    return weft__check_interrupt();
+    return weft__task_interrupt_slow(t);
 }
 
 /* t starts to run inline on parent's stack (worker.c): only interrupts of

@@ -21,6 +21,7 @@
 #ifndef WEFT_SCHED_SCHED_H
 #define WEFT_SCHED_SCHED_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,15 +61,29 @@ struct weft__timer {
 
 #define WEFT__NEVER INT64_MAX
 
+/* tm->index of a timer not in any heap. A timer that may be deleted
+ * before it was ever added must start with this index. */
+#define WEFT__TIMER_IDLE UINT32_MAX
+
 /* Add tm (deadline_ns and fire set) to rt's heap. 0 or -ENOMEM. */
 int weft__timer_add(weft_runtime *rt, struct weft__timer *tm);
-/* Remove tm if it has not fired; harmless if it has or was never added. */
+/* Remove tm if it has not fired; harmless if it has, or if it was never
+ * added and its index is WEFT__TIMER_IDLE. */
 void weft__timer_del(weft_runtime *rt, struct weft__timer *tm);
 /* A deadline on weft_now()'s clock (double seconds, may be infinite) in
  * ns, saturating at WEFT__NEVER. */
 int64_t weft__deadline_ns(double deadline);
 /* The deadline `seconds` (>= 0, may be infinite) from now. */
 int64_t weft__after_ns(double seconds);
+/* The deadline of a public call's timeout in seconds (0 and WEFT_FOREVER
+ * included), or -EINVAL for a negative or NaN one: deadlines are never
+ * negative, so callers test < 0. */
+static inline int64_t weft__timeout_ns(double seconds)
+{
+    if (seconds != seconds || seconds < 0) /* NaN, negative */
+        return -EINVAL;
+    return weft__after_ns(seconds);
+}
 
 /* --------------------------------------------------------------------------
  * Interruptible waits (cancel.c)
@@ -87,15 +102,19 @@ int64_t weft__after_ns(double seconds);
  *   if ((err = weft__wait_arm(&w)))          // interrupted already:
  *       return weft__wait_abandon(&w), err;  //   nothing was published
  *   publish &w to the source (a queue, a task's joiner field, ...);
+ *   (if publishing finds the wait is not needed after all:
+ *       weft__wait_abandon(&w), return)
  *   rc = weft__wait_block_until(&w, deadline_ns);  // completed, disarmed
  *   unpublish &w (under the source's protocol);
- *   rc: what the source passed, WEFT__WAIT_TIMED_OUT, or the interrupt
+ *   rc: what the source passed (>= 0), WEFT__WAIT_TIMED_OUT, -ENOMEM, or
+ *       the interrupt, already as the suspension point must report it
  *
  * With an `interrupt` hook, an interrupt calls the hook (under the task's
  * lock) instead of completing the wait: weft_join uses it to forward the
  * cancellation to the task it joins and go on waiting. weft__wait_arm then
- * calls the hook itself for an interrupt already pending, and keeps the
- * wait armed. Plain threads have nothing to interrupt: arm returns 0.
+ * calls the hook itself for an interrupt already pending, keeps the wait
+ * armed and returns 0. Plain threads have nothing to interrupt: arm
+ * returns 0.
  */
 struct weft__wait {
     struct weft__waiter waiter;
@@ -112,25 +131,46 @@ struct weft__wait {
 void weft__wait_init(struct weft__wait *w,
                      void (*interrupt)(struct weft__wait *, int), void *arg);
 int weft__wait_arm(struct weft__wait *w);
-/* Block until w is completed, or until deadline_ns (WEFT__NEVER: none),
- * then disarm it and return w->result. A task's deadline is a timer in the
- * runtime's heap; if that timer cannot be added, the waiter completes w
- * itself with -ENOMEM (unless a source or an interrupter already has). A
- * thread's deadline is its futex timeout; the thread then completes w
- * itself with WEFT__WAIT_TIMED_OUT, under the same one-completer rule. */
-int weft__wait_block_until(struct weft__wait *w, int64_t deadline_ns);
 void weft__wait_disarm(struct weft__wait *w);
-/* weft__wait_block_until(w, WEFT__NEVER), inline: every untimed wait
- * (lock, queue, event, join) resumes through it. */
+/* Undo init (+ arm) for a wait that will not block: arm returned an
+ * interrupt, or publishing found the wait unneeded. Disarms if armed. */
+void weft__wait_abandon(struct weft__wait *w);
+
+/* A completed wait's result as its suspension point reports it. A
+ * negative result other than -ENOMEM is an interrupt: then a real cancel
+ * (which may have arrived since) takes precedence over an expired scope,
+ * and the cancellation is recorded as delivered (weft__check_interrupt),
+ * so that no caller has to remember either. */
+int weft__wait_interrupted(int result);
+static inline int weft__wait_outcome(int result)
+{
+    if (__builtin_expect(result < 0 && result != -ENOMEM, 0))
+        return weft__wait_interrupted(result);
+    return result;
+}
+
+/* Block until w is completed, then disarm it; its outcome. */
 static inline int weft__wait_block(struct weft__wait *w)
 {
     weft__waiter_wait(&w->waiter);
     weft__wait_disarm(w);
-    return w->result;
+    return weft__wait_outcome(w->result);
 }
-/* Undo init + arm for a wait that will not block (arm returned an error,
- * or publishing failed). */
-void weft__wait_abandon(struct weft__wait *w);
+
+/* The same, or until deadline_ns passes (then WEFT__WAIT_TIMED_OUT). A
+ * task's deadline is a timer in the runtime's heap; if that timer cannot
+ * be added, the waiter completes w itself with -ENOMEM (unless a source or
+ * an interrupter already has). A thread's deadline is its futex timeout;
+ * the thread then completes w itself with WEFT__WAIT_TIMED_OUT, under the
+ * same one-completer rule. */
+int weft__wait_block_timed(struct weft__wait *w, int64_t deadline_ns);
+static inline int weft__wait_block_until(struct weft__wait *w,
+                                         int64_t deadline_ns)
+{
+    if (deadline_ns == WEFT__NEVER)
+        return weft__wait_block(w);
+    return weft__wait_block_timed(w, deadline_ns);
+}
 /* Claim w and wake its waiter with `result`. Returns false if another
  * party completed it first (then w must not be touched again). */
 bool weft__wait_complete(struct weft__wait *w, int result);

@@ -321,8 +321,8 @@ static int join_wait(weft_task *t, void *claim,
         return 0;
     struct join_wait j = {.done.fn = join_done};
     weft__wait_init(&j.wait, hook, arg);
-    /* With a hook the wait stays armed: a pending interrupt has been
-     * forwarded, and the join goes on. */
+    /* With a hook arm returns 0: a pending interrupt has been forwarded,
+     * the wait stays armed, and the join goes on. */
     (void)weft__wait_arm(&j.wait);
     /* Seq CAS: publishes the listener to the finishing task's exchange.
      * On failure only the value it saw counts: DONE then means finished
@@ -330,11 +330,10 @@ static int join_wait(weft_task *t, void *claim,
      * later belongs to another joiner, which will free t. */
     void *seen;
     if (!weft__cas_seq_ptr_val(&t->joiner, claim, &j.done, &seen)) {
-        weft__wait_disarm(&j.wait);
         weft__wait_abandon(&j.wait);
         return seen == WEFT__JOIN_DONE ? 0 : -EINVAL;
     }
-    (void)weft__wait_block_until(&j.wait, WEFT__NEVER);
+    (void)weft__wait_block(&j.wait);
     return 0;
 }
 

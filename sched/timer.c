@@ -254,15 +254,13 @@ static int sleep_until_ns(int64_t deadline_ns)
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
     int rc = weft__wait_arm(&w);
-    if (rc == 0)
-        rc = weft__wait_block_until(&w, deadline_ns);
-    else
+    if (rc) {
         weft__wait_abandon(&w);
-    if (rc == WEFT__WAIT_TIMED_OUT) /* slept the whole time */
-        return 0;
-    /* Else -ENOMEM or an interrupt: a real cancel, which may have arrived
-     * since, takes precedence over an expired scope. */
-    return rc == -ENOMEM ? rc : weft__check_interrupt();
+        return rc;
+    }
+    rc = weft__wait_block_timed(&w, deadline_ns);
+    /* TIMED_OUT: slept the whole time. Else -ENOMEM or an interrupt. */
+    return rc == WEFT__WAIT_TIMED_OUT ? 0 : rc;
 }
 
 int weft_sleep_until(double deadline)

@@ -153,23 +153,14 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
     }
     link_node(q, n, flags & WEFT__WQ_AT_HEAD);
     weft__qlock_release(l);
-    rc = deadline_ns == WEFT__NEVER
-             ? weft__wait_block(&n->wait)
-             : weft__wait_block_until(&n->wait, deadline_ns);
+    rc = weft__wait_block_until(&n->wait, deadline_ns);
     if (rc == 0)
         return 0; /* granted: the granter popped n */
     weft__qlock_acquire(l);
     if (n->queued)
         unlink_node(q, n);
     weft__qlock_release(l);
-    if (rc == WEFT__WAIT_TIMED_OUT)
-        return -ETIMEDOUT;
-    if (rc == -ENOMEM)
-        return rc;
-    /* An interrupt: a real cancel, which may have arrived since, takes
-     * precedence over an expired scope (and is recorded as delivered). */
-    int now = weft__check_interrupt();
-    return now ? now : rc;
+    return rc == WEFT__WAIT_TIMED_OUT ? -ETIMEDOUT : rc;
 }
 
 __thread uint64_t weft__sync_thread_self;
