@@ -39,20 +39,26 @@ extern uint64_t weft__alloc_countdown;
  * tests, which link the static library; not part of the shared ABI. */
 void weft__alloc_fail_after(long n);
 
-__attribute__((noinline)) bool weft__alloc_should_fail(void);
+__attribute__((noinline)) bool weft__alloc_should_fail_slow(void);
+
+/* Whether this allocation must fail. Relaxed: the countdown publishes no
+ * data, and the slow path claims each turn with a CAS. */
+static inline bool weft__alloc_should_fail(void)
+{
+    return WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
+           weft__alloc_should_fail_slow();
+}
 
 static inline void *weft__malloc(size_t n)
 {
-    if (WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
-        weft__alloc_should_fail())
+    if (weft__alloc_should_fail())
         return NULL;
     return WEFT__MALLOC(n);
 }
 
 static inline void *weft__calloc(size_t n, size_t size)
 {
-    if (WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
-        weft__alloc_should_fail())
+    if (weft__alloc_should_fail())
         return NULL;
     return WEFT__CALLOC(n, size);
 }
@@ -60,8 +66,7 @@ static inline void *weft__calloc(size_t n, size_t size)
 /* On failure p is left as it was. */
 static inline void *weft__realloc(void *p, size_t n)
 {
-    if (WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
-        weft__alloc_should_fail())
+    if (weft__alloc_should_fail())
         return NULL;
     return WEFT__REALLOC(p, n);
 }
@@ -69,8 +74,7 @@ static inline void *weft__realloc(void *p, size_t n)
 /* For structures with cache-line-aligned members. */
 static inline void *weft__malloc_aligned(size_t align, size_t n)
 {
-    if (WEFT_UNLIKELY(weft__load_rlx_u64(&weft__alloc_countdown) != 0) &&
-        weft__alloc_should_fail())
+    if (weft__alloc_should_fail())
         return NULL;
 #ifdef WEFT_SANITIZER
     void *p;

@@ -143,8 +143,6 @@ extern uint64_t weft__tsan_fence_word;
 #else
 #define weft__fence_seq() ck_pr_fence_memory()
 #endif
-#define weft__fence_acq() ck_pr_fence_acquire()
-#define weft__fence_rel() ck_pr_fence_release()
 #define weft__cpu_relax() ck_pr_stall()
 
 #endif

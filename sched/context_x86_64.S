@@ -54,7 +54,8 @@ weft__ctx_switch:
  *   0: MXCSR, 4: x87 CW   8: r15  16: r14  24: r13  32: r12 = arg
  *  40: rbx = entry  48: rbp = 0  56: return address = trampoline
  *  64, 72: zero (a null return address that ends backtraces)
- * After the restore sequence's ret, rsp = T - 16, a multiple of 16. */
+ * Once the restore sequence has popped the return address (popq %rcx;
+ * jmpq *%rcx), rsp = T - 16, a multiple of 16. */
     .globl  weft__ctx_make
     .hidden weft__ctx_make
     .type   weft__ctx_make, @function

@@ -88,15 +88,11 @@ bool weft__deque_push(struct weft__deque *d, void *item)
     return true;
 }
 
-void *weft__deque_pop(struct weft__deque *d)
+/* Called only when the deque did not look empty (weft__deque_pop), so
+ * bottom > top >= 0 and b below cannot wrap. */
+void *weft__deque_pop_slow(struct weft__deque *d)
 {
-    uint64_t b = weft__load_rlx_u64(&d->bottom);
-    /* Fast path: top never passes bottom, so a top equal to bottom (even a
-     * stale one: top only grows) proves the deque empty without the fence
-     * the full pop needs. */
-    if (weft__load_rlx_u64(&d->top) == b)
-        return NULL;
-    b -= 1;
+    uint64_t b = weft__load_rlx_u64(&d->bottom) - 1;
     weft__store_rlx_u64(&d->bottom, b);
     /* Sequentially consistent: the store of bottom must be ordered before
      * the load of top, against a thief's load of top then bottom (the

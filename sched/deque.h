@@ -68,16 +68,25 @@ bool weft__deque_push(struct weft__deque *d, void *item);
  * -ENOMEM (the deque is unchanged). */
 int weft__deque_grow(struct weft__deque *d);
 
-/* Owner only. Returns the newest item, or NULL when empty. */
-void *weft__deque_pop(struct weft__deque *d);
-
 /* Owner only: whether the deque is certainly empty, without the fence a
  * pop needs. top never passes bottom and only grows, so even a stale top
- * equal to bottom proves it. Lets hot paths skip the call to pop. */
+ * equal to bottom proves it. */
 static inline bool weft__deque_is_empty_owner(const struct weft__deque *d)
 {
     return weft__load_rlx_u64((uint64_t *)&d->top) ==
            weft__load_rlx_u64((uint64_t *)&d->bottom);
+}
+
+void *weft__deque_pop_slow(struct weft__deque *d);
+
+/* Owner only. Returns the newest item, or NULL when empty. An empty deque,
+ * the common case on the hot paths that poll it, costs two loads and no
+ * call. */
+static inline void *weft__deque_pop(struct weft__deque *d)
+{
+    if (weft__deque_is_empty_owner(d))
+        return NULL;
+    return weft__deque_pop_slow(d);
 }
 
 /* Any thread. Returns the oldest item, WEFT__STEAL_EMPTY, or

@@ -1,13 +1,14 @@
 /* The injection queue: where tasks enter a runtime from outside its
- * workers (spawned by a plain thread, woken by another runtime's task or,
- * later, by the reactor and timers), and where a task goes if its worker's
- * deque cannot grow (out of memory).
+ * workers (spawned by a plain thread, woken by another runtime's task or by
+ * the timer thread, in batches: weft__batch_flush), where a worker puts the
+ * task of its LIFO slot that ran too many times in a row, and where a task
+ * goes if its worker's deque cannot grow (out of memory).
  *
- * An intrusive FIFO list under a mutex, not ck_ring or ck_fifo: it must
- * never fail and never block its producers for long (a plain thread may
- * spawn a million tasks before any worker runs), which rules out a bounded
- * ring, and ck_fifo's MPMC variant needs an allocation per entry and safe
- * memory reclamation for its nodes. The tasks themselves carry the link.
+ * An intrusive FIFO list (struct weft__task_list) under a mutex, not ck_ring or
+ * ck_fifo: it must never fail and never block its producers for long (a plain
+ * thread may spawn a million tasks before any worker runs), which rules out a
+ * bounded ring, and ck_fifo's MPMC variant needs an allocation per entry and
+ * safe memory reclamation for its nodes. The tasks themselves carry the link.
  * Consumers take batches, so the lock is taken once per batch, and read
  * `len` without the lock to skip an empty queue (Go's global run queue
  * works the same way).
@@ -17,7 +18,7 @@
 void weft__inject_init(struct weft__inject *q)
 {
     pthread_mutex_init(&q->lock, NULL);
-    q->head = q->tail = NULL;
+    q->list.head = q->list.tail = NULL;
     q->len = 0;
 }
 
@@ -37,12 +38,7 @@ void weft__inject_push(struct weft__inject *q, weft_task *first,
 void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
                               weft_task *last, uint64_t n)
 {
-    last->next = NULL;
-    if (q->tail)
-        q->tail->next = first;
-    else
-        q->head = first;
-    q->tail = last;
+    weft__task_list_append(&q->list, first, last);
     /* Relaxed: the mutex publishes the list; len is only a hint for
      * lock-free emptiness checks, and the notify protocol's fences order it
      * against the parked-worker count (worker.c). */
@@ -51,24 +47,22 @@ void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
 
 weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n)
 {
-    *n = 0;
-    if (weft__inject_is_empty(q))
-        return NULL;
     pthread_mutex_lock(&q->lock);
-    weft_task *first = q->head, *last = NULL;
+    weft_task *first = q->list.head;
     uint64_t taken = 0;
-    for (weft_task *t = first; t && taken < max; t = t->next) {
-        last = t;
-        taken++;
-    }
-    if (last) {
-        q->head = last->next;
-        if (!q->head)
-            q->tail = NULL;
+    if (first) {
+        /* Cut the chain first..last off the front of the list. */
+        weft_task *last = first;
+        for (taken = 1; taken < max && last->next; taken++)
+            last = last->next;
+        q->list.head = last->next;
+        if (!q->list.head)
+            q->list.tail = NULL;
         last->next = NULL;
+        /* Relaxed: see weft__inject_push_locked. */
         weft__store_rlx_u64(&q->len, q->len - taken);
     }
     pthread_mutex_unlock(&q->lock);
     *n = taken;
-    return taken ? first : NULL;
+    return first;
 }

@@ -64,7 +64,10 @@ int weft__stack_pool_init(struct weft__stack_pool *p, size_t size,
  * than 6.13. */
 extern bool weft__stack_test_mprotect_guards;
 void weft__stack_pool_destroy(struct weft__stack_pool *p);
-/* Returns NULL and sets errno when no stack can be had. */
+/* A stack of `size` usable bytes for a task: its weft__task_stack_size.
+ * The runtime's default (p->task_size) comes from c or the pool, any other
+ * size is mapped on its own. Returns NULL and sets errno when no stack can
+ * be had. */
 struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,
                                         struct weft__stack_cache *c,
                                         size_t size);
@@ -133,11 +136,12 @@ struct weft_task {
      * listens), WEFT__JOIN_CLAIMED, WEFT__JOIN_DETACHED or WEFT__JOIN_DONE.
      * The single point where completion meets join or detach: task.c. */
     void *joiner;
-    /* Intrusive link for the injection queue and a worker's yield list;
-     * owned by whichever queue holds the task. */
+    /* Intrusive link of a struct weft__task_list (the injection queue, a
+     * worker's yield list, a timer thread's batch); owned by whichever list
+     * holds the task. */
     weft_task *next;
     uint32_t park_state; /* any thread, atomic: WEFT__RUN/PARKING/PARKED */
-    /* (last worker << 8) | enum weft_task_state, for snapshots only.
+    /* Where the task is, for snapshots only: weft__where_encode below.
      * Written relaxed by whoever moves the task; a snapshot may lag. */
     uint32_t where;
     /* Any thread, atomic: pending cancellation requests and the
@@ -168,21 +172,73 @@ struct weft_task {
     uint32_t slot;        /* its slot in that shard, under the shard's lock */
 };
 
+/* weft_task.where: (last worker << 8) | enum weft_task_state, the worker
+ * WEFT__WHERE_NOBODY when the task has not been on one. */
+#define WEFT__WHERE_NOBODY 0xffffffu
+
+/* worker: a worker's index, or -1 for none, which the shift turns into
+ * WEFT__WHERE_NOBODY without a branch. */
+static inline uint32_t weft__where_encode(int worker,
+                                          enum weft_task_state state)
+{
+    return ((uint32_t)worker << 8) | (uint32_t)state;
+}
+
+static inline enum weft_task_state weft__where_state(uint32_t where)
+{
+    return (enum weft_task_state)(where & 0xff);
+}
+
+/* The worker's index, or -1 for none. */
+static inline int weft__where_worker(uint32_t where)
+{
+    return (where >> 8) == WEFT__WHERE_NOBODY ? -1 : (int)(where >> 8);
+}
+
+/* An intrusive FIFO of tasks linked by ->next: a worker's yield list, the
+ * injection queue, a timer thread's batch. Its holder's protection (owner
+ * only, a lock) covers the tasks' links too. */
+struct weft__task_list {
+    weft_task *head, *tail; /* NULL, NULL when empty */
+};
+
+/* Append the chain first..last, already linked by ->next. */
+static inline void weft__task_list_append(struct weft__task_list *l,
+                                          weft_task *first, weft_task *last)
+{
+    last->next = NULL;
+    if (l->tail)
+        l->tail->next = first;
+    else
+        l->head = first;
+    l->tail = last;
+}
+
+/* Remove and return the first task, or NULL when empty. */
+static inline weft_task *weft__task_list_pop(struct weft__task_list *l)
+{
+    weft_task *t = l->head;
+    if (t && !(l->head = t->next))
+        l->tail = NULL;
+    return t;
+}
+
 /* What t->joiner points to while someone waits for t: called once, by the
  * party that finishes t, on whatever thread that is. */
 struct weft__done {
     void (*fn)(struct weft__done *d);
 };
 
-/* Wait until t has finished, as its one joiner (task.c): run it inline if
- * it has not started (worker.c), else park. t->joiner must hold `claim`
- * (NULL, or WEFT__JOIN_CLAIMED for the claimer). The caller's interrupts
- * go to hook(wait, code) under its lock while it waits (weft_join's hook
- * cancels t). Returns 0 once t is done, or -EINVAL when another party
- * already waits for t, or it is detached. */
+/* Wait until t has finished, as its one joiner (task.c), parking unless it
+ * is done already. t->joiner must hold `claim` (NULL, or
+ * WEFT__JOIN_CLAIMED for the gather or group that claimed t). The caller's
+ * interrupts go to hook(wait, code) under its lock while it waits
+ * (weft_join's hook cancels t). Returns 0 once t is done, or -EINVAL when
+ * another party already waits for t, or it is detached. */
 int weft__join_done(weft_task *t, void *claim,
                     void (*hook)(struct weft__wait *, int), void *arg);
-/* weft_join's body: weft__join_done, then weft__join_reap. */
+/* weft__join_done, then weft__join_reap: weft_join's wait (when it could
+ * not run t inline) and a gather's join of each member. */
 int weft__join_task(weft_task *t, void *claim,
                     void (*hook)(struct weft__wait *, int), void *arg,
                     void **result);
@@ -225,7 +281,7 @@ struct weft__shard {
  */
 struct weft__inject {
     pthread_mutex_t lock;
-    weft_task *head, *tail; /* under lock */
+    struct weft__task_list list; /* under lock */
     /* Written under lock; read without it to skip empty polls. */
     uint64_t len;
 } __attribute__((aligned(WEFT__CACHELINE)));
@@ -238,7 +294,9 @@ void weft__inject_push(struct weft__inject *q, weft_task *first,
 /* The same, with q->lock already held by the caller. */
 void weft__inject_push_locked(struct weft__inject *q, weft_task *first,
                               weft_task *last, uint64_t n);
-/* Pop up to max tasks, returned as a chain; *n gets the count. */
+/* Pop up to max (>= 1) tasks, returned as a chain; *n gets the count.
+ * Takes the lock even for an empty queue: callers skip that case with
+ * weft__inject_is_empty first. */
 weft_task *weft__inject_pop(struct weft__inject *q, uint64_t max, uint64_t *n);
 static inline bool weft__inject_is_empty(struct weft__inject *q);
 
@@ -348,29 +406,31 @@ void weft__runtime_cancel_all(weft_runtime *rt);
  * Workers (worker.c)
  */
 
-/* Post-switch actions a task asks of its worker's scheduler context. */
+/* What a task that switches out leaves for the context that runs next on
+ * its worker (worker.c, after_switch), to be done once its context is
+ * saved. */
 enum weft__op {
-    WEFT__OP_NONE = 0,
-    WEFT__OP_PARK, /* finish parking: see task_park() */
-    WEFT__OP_EXIT, /* the task has returned: release and reap it */
+    WEFT__OP_PARK,  /* finish parking it: finish_park() */
+    WEFT__OP_YIELD, /* it yielded: push it onto the deque, to be stolen */
+    WEFT__OP_EXIT,  /* it has returned: release and reap it */
 };
 
 struct weft__worker {
     /* Owner worker only. */
     weft_runtime *rt;
     unsigned index;
-    weft_task *current;      /* the task running now, or NULL */
-    weft_task *lifo;         /* the task woken last; not stealable */
-    unsigned lifo_streak;    /* LIFO runs in a row (capped) */
-    uint32_t fair_countdown; /* rounds until the next fairness round */
-    weft_task *yield_head;   /* FIFO of tasks that yielded */
-    weft_task *yield_tail;
-    void *sched_sp;           /* the scheduler's saved context */
-    enum weft__op op;         /* set by a task before it switches out */
-    weft_task *parked_out;    /* a task that switched straight to another
-                                 one to park: resumed_on() finishes it */
-    weft_task *yielded_out;   /* one that yielded so: resumed_on() pushes
-                                 it onto the deque */
+    weft_task *current;            /* the task running now, or NULL */
+    weft_task *lifo;               /* the task woken last; not stealable */
+    unsigned lifo_streak;          /* LIFO runs in a row (capped) */
+    uint32_t fair_countdown;       /* rounds until the next fairness round */
+    struct weft__task_list yields; /* tasks that yielded, in order */
+    void *sched_sp;                /* the scheduler's saved context */
+    /* The task that switched out last, with what is left to do for it:
+     * set by that task just before its switch, done and cleared (out =
+     * NULL) by whatever context runs next here: the scheduler, or the task
+     * switched to (after_switch). NULL: nothing left to do. */
+    weft_task *out;
+    enum weft__op op;
     bool spinning;            /* counted in rt->nr_spinning */
     uint64_t rng;             /* victim selection */
     uint64_t next_id, id_end; /* block of task ids */
@@ -384,7 +444,10 @@ struct weft__worker {
 
     /* Shared. */
     struct weft__deque deque;
-    /* Any thread: bumped to wake this worker from its futex wait. */
+    /* Atomic; bumped (with a release store) only under rt->idle_lock, to
+     * wake this worker from its futex wait, and read by the worker (acquire)
+     * while it sleeps. Bumping under the lock gives every sleep its own
+     * sequence number (worker.c). */
     uint32_t park_futex __attribute__((aligned(WEFT__CACHELINE)));
     /* Counters: written by the owner only (weft__count), read by any. */
     weft_counters counters __attribute__((aligned(WEFT__CACHELINE)));
@@ -407,11 +470,11 @@ struct weft_runtime {
      * own line: nr_spinning changes on every steal, while nr_parked, which
      * every spawn reads, changes only when a worker sleeps or wakes. */
     uint32_t nr_spinning __attribute__((aligned(WEFT__CACHELINE)));
-    /* Written under idle_lock; read atomically without it. */
+    /* The number of entries in idle. Atomic: written under idle_lock
+     * only; read under it or (by weft__notify) without it. */
     uint32_t nr_parked __attribute__((aligned(WEFT__CACHELINE)));
     pthread_mutex_t idle_lock;
     unsigned *idle; /* parked worker indices, under idle_lock */
-    unsigned nidle; /* under idle_lock */
 
     /* Tasks spawned into rt from outside its workers (plain threads, other
      * runtimes). Any thread, atomic. */
@@ -461,21 +524,22 @@ void weft__task_enqueue(weft_task *t);
  * queue at once. The tasks cannot run before the flush, so they stay
  * alive. */
 struct weft__batch {
-    weft_runtime *rt;       /* immutable: only its tasks are collected */
-    weft_task *head, *tail; /* the owning thread only, linked by ->next */
-    uint64_t n;             /* the owning thread only */
+    weft_runtime *rt;             /* immutable: only its tasks are collected */
+    struct weft__task_list tasks; /* the owning thread only */
+    uint64_t n;                   /* the owning thread only */
 };
 extern __thread struct weft__batch *weft__tls_batch;
 void weft__batch_flush(struct weft__batch *b);
 
 /* Make a new task runnable. */
 void weft__task_submit(weft_task *t);
-/* Called by a task joining target: if target has not started, sits near
- * the bottom of this worker's deque and its joiner field holds `claim`,
- * run it here, on the calling task's stack (worker.c). Returns 0 if it did
- * not; 1 if it ran it and is its joiner; -1 if it ran it but another party
- * began to wait for it meanwhile (weft__task_finish_inline). */
-int weft__join_run_inline(weft_task *target, void *claim);
+/* Called by a task in weft_join(target): if target has not started, sits
+ * near the bottom of this worker's deque and nobody waits for it (its
+ * joiner field is NULL), run it here, on the calling task's stack
+ * (worker.c). Returns 0 if it did not; 1 if it ran it and is its joiner;
+ * -1 if it ran it but another party began to wait for it meanwhile
+ * (weft__task_finish_inline). */
+int weft__join_run_inline(weft_task *target);
 /* Wake one parked worker if no worker is looking for work. */
 void weft__notify(weft_runtime *rt);
 
@@ -494,14 +558,17 @@ static inline size_t weft__task_stack_size(const weft_task *t)
                           : t->rt->stacks.task_size;
 }
 
-/* Task lifecycle (task.c), called by the worker's scheduler context. */
+/* Task lifecycle (task.c). t has ended on worker w: it returned (and
+ * switched out for the last time: called by w's scheduler context), or it
+ * was cancelled before it started (called by whichever context of w was
+ * about to run it). Releases its stack and hands it to its joiner. */
 void weft__task_finish(struct weft__worker *w, weft_task *t);
-/* The same for a task its joiner ran inline, its joiner field expected to
- * hold `claim`. Returns true if it did: the joiner owns the finished t.
- * Otherwise another party began to wait for t (or detached it) while it
- * ran; that party now owns it, and the joiner must not touch it. */
-bool weft__task_finish_inline(struct weft__worker *w, weft_task *t,
-                              void *claim);
+/* The same for a task its joiner ran inline, on the joiner's stack; its
+ * joiner field is expected to be NULL still. Returns true if it was: the
+ * joiner owns the finished t. Otherwise another party began to wait for t
+ * (or detached it) while it ran; that party now owns it, and the joiner
+ * must not touch it. */
+bool weft__task_finish_inline(struct weft__worker *w, weft_task *t);
 void weft__task_free(weft_task *t);
 uint64_t weft__runtime_alive(weft_runtime *rt);
 

@@ -9,7 +9,9 @@
  * then count); the worker does P1 (count the completion), P2 (the seq
  * fence in park), P3 (read freeing). Either F3 sees the completion or P3
  * sees freeing and bumps the futex after F3 read it, so the wait returns.
- * No polling, and nothing on the path of a finishing task.
+ * Nothing is added to the path of a finishing task. The wait still wakes
+ * every WEFT__SWEEP_NS, but only to cancel tasks spawned since the last
+ * sweep (which do not bump the futex): the hand-shake alone ends it.
  *
  * Threads outside the workers: a producer (a spawn or wake from a plain
  * thread or another runtime) is done with rt before its task can run
@@ -37,7 +39,7 @@ void weft__alloc_fail_after(long n)
     weft__store_rlx_u64(&weft__alloc_countdown, n > 0 ? (uint64_t)n : 0);
 }
 
-bool weft__alloc_should_fail(void)
+bool weft__alloc_should_fail_slow(void)
 {
     for (;;) {
         uint64_t left = weft__load_rlx_u64(&weft__alloc_countdown);
@@ -185,7 +187,7 @@ int weft_run(weft_fn main, void *arg, void **result)
 {
     if (!main)
         return -EINVAL;
-    if (weft_current())
+    if (weft__current())
         return -EPERM;
     weft_runtime *rt = weft_runtime_new(NULL);
     if (!rt)

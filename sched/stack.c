@@ -206,7 +206,7 @@ struct weft__stack *weft__stack_acquire(struct weft__stack_pool *p,
                                         size_t size)
 {
     struct weft__stack *st;
-    if (size != 0 && size != p->task_size) {
+    if (size != p->task_size) {
         st = map_one(p, size);
     } else if (c->head) {
         st = c->head;

@@ -9,11 +9,12 @@
  *   - a joiner CASes NULL -> its listener and parks; if the CAS finds
  *     DONE, the result is already there; if it finds anything else,
  *     another party waits for t and the join fails with -EINVAL;
- *   - a joiner that runs t inline (worker.c) registers nothing; when t
- *     finishes it checks that the field still holds what it did (NULL,
- *     or CLAIMED for a gather or group): if another party began to wait
- *     (or detached t) meanwhile, that party owns t and the inline joiner
- *     returns -EINVAL without touching t again;
+ *   - weft_join's joiner that runs t inline (worker.c) registers
+ *     nothing; when t finishes it checks that the field still holds NULL:
+ *     if another party began to wait (or detached t) meanwhile, that party
+ *     owns t and the inline joiner returns -EINVAL without touching t
+ *     again. (A gather or a group, whose claim is CLAIMED, never runs a
+ *     member inline: see weft_join.)
  *   - detach CASes NULL -> DETACHED; if it finds DONE, it frees the task.
  * So exactly one party frees each task, and the result is read only after
  * DONE is observed with acquire ordering (the exchange, or the waker's
@@ -187,7 +188,7 @@ weft_task *weft__task_new(weft_runtime *rt, weft_fn fn, void *arg,
     t->park_state = WEFT__RUN;
     t->stack_units = (uint16_t)((stack_size + 4095) >> 12);
     t->shard = local ? w->index : rt->nworkers;
-    t->where = (0xffffffu << 8) | WEFT_TASK_NEW;
+    t->where = weft__where_encode(-1, WEFT_TASK_NEW);
 
     if (shard_insert(shard_of(t), t) < 0)
         goto err_free_name;
@@ -273,12 +274,10 @@ static void *complete(weft_task *t)
     return j;
 }
 
-/* The task has returned: on the scheduler context of worker w after its
- * last switch. */
 void weft__task_finish(struct weft__worker *w, weft_task *t)
 {
     weft_runtime *rt = t->rt;
-    if (t->stack) /* NULL when it ran inline on its joiner's stack */
+    if (t->stack) /* NULL when it was cancelled before it started */
         weft__stack_release(&rt->stacks, &w->stacks, t->stack);
     t->stack = NULL;
 
@@ -288,10 +287,11 @@ void weft__task_finish(struct weft__worker *w, weft_task *t)
     complete(t);
 }
 
-bool weft__task_finish_inline(struct weft__worker *w, weft_task *t, void *claim)
+bool weft__task_finish_inline(struct weft__worker *w, weft_task *t)
 {
+    /* Release: see weft__runtime_alive. */
     weft__count_rel(&w->counters.completed, 1);
-    return complete(t) == claim;
+    return complete(t) == NULL;
 }
 
 /* A joiner's listener and wait, on its stack. */
@@ -313,10 +313,10 @@ static void join_forward(struct weft__wait *w, int code)
     weft_cancel(w->arg);
 }
 
-static int join_wait(weft_task *t, void *claim,
-                     void (*hook)(struct weft__wait *, int), void *arg)
+int weft__join_done(weft_task *t, void *claim,
+                    void (*hook)(struct weft__wait *, int), void *arg)
 {
-    /* Acquire: pairs with the exchange in weft__task_finish. */
+    /* Acquire: pairs with the exchange in complete(). */
     if (weft__load_acq_ptr(&t->joiner) == WEFT__JOIN_DONE)
         return 0;
     struct join_wait j = {.done.fn = join_done};
@@ -350,28 +350,6 @@ int weft__join_reap(weft_task *t, void **result)
     return code ? code : -ECANCELED;
 }
 
-int weft__join_done(weft_task *t, void *claim,
-                    void (*hook)(struct weft__wait *, int), void *arg)
-{
-    /* Fork-join: if t has not started, run it right here instead of
-     * parking (worker.c). Only worth looking for while t is still new:
-     * a started task can never run inline, and most joins of a spawn burst
-     * find their task finished. `where` is a relaxed snapshot, so it may
-     * say NEW a moment too long, which costs only the search.
-     * Only plain joins: while a gather or a group runs a member inline,
-     * its hook (cancel every member) could not run on an interrupt, as
-     * the inline child, not the hook's wait, is what the owner publishes
-     * (cancel.c). */
-    struct weft__worker *w = weft__tls_worker;
-    if (hook == join_forward && w && w->current && w->rt == t->rt &&
-        (weft__load_rlx_u32(&t->where) & 0xff) == WEFT_TASK_NEW) {
-        int ran = weft__join_run_inline(t, claim);
-        if (ran)
-            return ran > 0 ? 0 : -EINVAL;
-    }
-    return join_wait(t, claim, hook, arg);
-}
-
 int weft__join_task(weft_task *t, void *claim,
                     void (*hook)(struct weft__wait *, int), void *arg,
                     void **result)
@@ -383,8 +361,26 @@ int weft__join_task(weft_task *t, void *claim,
 int weft_join(weft_task *t, void **result)
 {
     struct weft__worker *w = weft__tls_worker;
-    if (!t || (w && w->current == t))
+    weft_task *self = w ? w->current : NULL;
+    if (!t || t == self)
         return -EINVAL;
+    /* Fork-join: if t has not started, run it right here instead of
+     * parking (worker.c). Only worth looking for while t is still new:
+     * a started task can never run inline, and most joins of a spawn burst
+     * find their task finished. `where` is a relaxed snapshot, so it may
+     * say NEW a moment too long, which costs only the search.
+     * Only here, not in a gather's or a group's joins: while one of those
+     * ran a member inline, its hook (cancel every member) could not run on
+     * an interrupt, as the inline child, not the hook's wait, is what the
+     * owner publishes (cancel.c). */
+    if (self && w->rt == t->rt &&
+        weft__where_state(weft__load_rlx_u32(&t->where)) == WEFT_TASK_NEW) {
+        int ran = weft__join_run_inline(t);
+        if (ran < 0)
+            return -EINVAL;
+        if (ran > 0)
+            return weft__join_reap(t, result);
+    }
     return weft__join_task(t, NULL, join_forward, t, result);
 }
 
@@ -392,8 +388,8 @@ void weft_detach(weft_task *t)
 {
     if (!t)
         return;
-    /* Seq CAS: if it fails the task is DONE (the exchange in
-     * weft__task_finish happened first) and nobody else will free it. */
+    /* Seq CAS: if it fails the task is DONE (the exchange in complete()
+     * happened first) and nobody else will free it. */
     void *seen;
     if (!weft__cas_seq_ptr_val(&t->joiner, NULL, WEFT__JOIN_DETACHED, &seen) &&
         seen == WEFT__JOIN_DONE)
@@ -428,8 +424,7 @@ int weft_task_set_name(weft_task *t, const char *name)
 
 weft_task *weft_current(void)
 {
-    struct weft__worker *w = weft__tls_worker;
-    return w ? w->current : NULL;
+    return weft__current();
 }
 
 /* --------------------------------------------------------------------------
@@ -451,8 +446,8 @@ static size_t snapshot_shard(struct weft__shard *s, weft_task_info *out,
             weft_task_info *i = &out[count];
             uint32_t where = weft__load_rlx_u32((uint32_t *)&t->where);
             i->id = t->id;
-            i->state = (enum weft_task_state)(where & 0xff);
-            i->worker = (where >> 8) == 0xffffffu ? -1 : (int)(where >> 8);
+            i->state = weft__where_state(where);
+            i->worker = weft__where_worker(where);
             if (t->name)
                 strcpy(i->name, t->name); /* at most 31 bytes + NUL */
             else

@@ -50,13 +50,20 @@
  * wrapper, but the protocol above needs the announcement and the sleep to
  * be separate steps, which a plain futex gives directly).
  *
+ * Switching out. A task that suspends switches straight to the next ready
+ * task of its worker when there is one (park_task, weft_yield), else to the
+ * worker's scheduler context. What must wait until its context is saved,
+ * it leaves in w->out and w->op, and whatever runs next on the worker does
+ * it first (after_switch): the scheduler, or the task switched to.
+ *
  * Parking a task (the hand-shake of sched/sched.h's waiter): a task that
- * waits sets park_state = PARKING, publishes its waiter, and switches to its
- * worker's scheduler context, which then CASes PARKING -> PARKED. A waker
- * exchanges park_state with RUN: if it saw PARKED, the task is fully
- * switched out and the waker enqueues it; if it saw PARKING, the CAS in the
- * scheduler fails and the scheduler requeues the task itself. Either way
- * exactly one party enqueues it, and never before its context is saved.
+ * waits sets park_state = PARKING, publishes its waiter, and switches away
+ * with WEFT__OP_PARK; after the switch, finish_park CASes PARKING ->
+ * PARKED. A waker exchanges park_state with RUN: if it saw PARKED, the task
+ * is fully switched out and the waker enqueues it; if it saw PARKING, the
+ * CAS in finish_park fails and finish_park requeues the task itself.
+ * Either way exactly one party enqueues it, and never before its context is
+ * saved.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -142,11 +149,21 @@ void weft__panic(const char *fmt, ...)
     abort();
 }
 
-static inline void set_where(weft_task *t, int worker, uint8_t state)
+static inline void set_where(weft_task *t, int worker,
+                             enum weft_task_state state)
 {
-    /* Relaxed: only weft_all_tasks snapshots read these, and a snapshot
-     * is allowed to be a moment old. */
-    weft__store_rlx_u32(&t->where, ((uint32_t)worker << 8) | state);
+    /* Relaxed: only weft_all_tasks snapshots (and weft_join's guess
+     * whether t has started) read these, and a snapshot is allowed to be a
+     * moment old. */
+    weft__store_rlx_u32(&t->where, weft__where_encode(worker, state));
+}
+
+/* Tell the other workers about work this one made stealable. With one
+ * worker there is nobody to tell: the caller itself will run it. */
+static inline void notify_peers(weft_runtime *rt)
+{
+    if (rt->nworkers > 1)
+        weft__notify(rt);
 }
 
 static uint64_t next_random(struct weft__worker *w)
@@ -165,8 +182,8 @@ static uint64_t next_random(struct weft__worker *w)
  */
 
 /* Save the running context in *save and resume task `to`. Used by the
- * scheduler (save = its own context) and by weft_yield's direct hand-off
- * (save = the yielding task's). */
+ * scheduler (save = its own context) and by a task's direct hand-off to
+ * the next one (save = its own: switch_to_task). */
 static void switch_into(void **save, weft_task *to)
 {
 #ifdef WEFT_ASAN
@@ -186,30 +203,38 @@ static void finish_park(struct weft__worker *w, weft_task *t);
 
 static void local_push(struct weft__worker *w, weft_task *t);
 
-/* Run first by a task resumed on w, on its own stack, once the task that
- * switched straight to it has its context saved: finish parking it
- * (park_task), or make it stealable (weft_yield). */
-static inline void resumed_on(struct weft__worker *w)
+/* Run first by whatever context runs on w after a switch, the scheduler
+ * (run_task) or a task resumed or started on w (on its own stack): the
+ * task that switched out has its context saved by now, so do what it left
+ * to do (w->out, w->op). */
+static inline __attribute__((always_inline)) void
+after_switch(struct weft__worker *w)
 {
-    weft_task *t = w->parked_out;
-    if (t) {
-        w->parked_out = NULL;
+    weft_task *t = w->out;
+    if (!t)
+        return;
+    w->out = NULL;
+    switch (w->op) {
+    case WEFT__OP_PARK:
         finish_park(w, t);
-    }
-    if (WEFT_UNLIKELY(w->yielded_out)) {
-        t = w->yielded_out;
-        w->yielded_out = NULL;
+        break;
+    case WEFT__OP_YIELD:
         local_push(w, t);
-        weft__notify(w->rt);
+        notify_peers(w->rt);
+        break;
+    case WEFT__OP_EXIT:
+        weft__task_finish(w, t);
+        break;
     }
 }
 
-/* Called on t's stack. Returns when t is resumed, possibly on another
- * worker: nothing read from the worker before the switch is reused after
- * it. */
-static void switch_to_sched(weft_task *t, enum weft__op op)
+/* Called on t's stack, which switches out for `op`. Returns when t is
+ * resumed (never for WEFT__OP_EXIT), possibly on another worker: nothing
+ * read from the worker before the switch is reused after it. */
+static void switch_to_sched(struct weft__worker *w, weft_task *t,
+                            enum weft__op op)
 {
-    struct weft__worker *w = weft__tls_worker;
+    w->out = t;
     w->op = op;
 #ifdef WEFT_ASAN
     void *fake = NULL;
@@ -223,7 +248,16 @@ static void switch_to_sched(weft_task *t, enum weft__op op)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-    resumed_on(weft__tls_worker_reload());
+    after_switch(weft__tls_worker_reload());
+}
+
+/* Called on t's stack: switch straight to next (made current by
+ * prepare_run), with w->out set if anything is left to do for t. Returns
+ * when t is resumed, possibly on another worker. */
+static inline void switch_to_task(weft_task *t, weft_task *next)
+{
+    switch_into(&t->sp, next);
+    after_switch(weft__tls_worker_reload());
 }
 
 static void task_main(void *arg)
@@ -232,12 +266,12 @@ static void task_main(void *arg)
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    resumed_on(weft__tls_worker_reload());
+    after_switch(weft__tls_worker_reload());
     weft_fn fn = t->fn;
     t->parent = NULL; /* the same field: see internal.h */
     t->arg = fn(t->arg);
     weft__task_returned(t);
-    switch_to_sched(t, WEFT__OP_EXIT);
+    switch_to_sched(weft__tls_worker_reload(), t, WEFT__OP_EXIT);
     weft__panic("task_main: finished task %llu was resumed",
                 (unsigned long long)t->id);
 }
@@ -260,34 +294,12 @@ static void local_push(struct weft__worker *w, weft_task *t)
     weft__inject_push(&w->rt->inject, t, t, 1);
 }
 
-static void yield_push(struct weft__worker *w, weft_task *t)
-{
-    t->next = NULL;
-    if (w->yield_tail)
-        w->yield_tail->next = t;
-    else
-        w->yield_head = t;
-    w->yield_tail = t;
-}
-
-static weft_task *yield_pop(struct weft__worker *w)
-{
-    weft_task *t = w->yield_head;
-    if (t) {
-        w->yield_head = t->next;
-        if (!w->yield_head)
-            w->yield_tail = NULL;
-    }
-    return t;
-}
-
 /* Take a batch from the injection queue: run the first, keep the rest in
  * the own deque, where idle workers can steal them. */
-static weft_task *inject_take(struct weft__worker *w)
+static __attribute__((noinline)) weft_task *
+inject_take_slow(struct weft__worker *w)
 {
     weft_runtime *rt = w->rt;
-    if (weft__inject_is_empty(&rt->inject))
-        return NULL;
     uint64_t want = weft__load_rlx_u64(&rt->inject.len) / rt->nworkers + 1;
     if (want > WEFT__INJECT_BATCH)
         want = WEFT__INJECT_BATCH;
@@ -301,9 +313,16 @@ static weft_task *inject_take(struct weft__worker *w)
         local_push(w, rest);
         rest = next;
     }
-    if (n > 1 && rt->nworkers > 1)
-        weft__notify(rt);
+    if (n > 1)
+        notify_peers(rt);
     return t;
+}
+
+static inline weft_task *inject_take(struct weft__worker *w)
+{
+    if (weft__inject_is_empty(&w->rt->inject))
+        return NULL;
+    return inject_take_slow(w);
 }
 
 /* Whether a task other than the LIFO slot's is ready here: only then can
@@ -311,7 +330,7 @@ static weft_task *inject_take(struct weft__worker *w)
 static bool other_local_work(const struct weft__worker *w)
 {
     return !weft__deque_is_empty_owner(&w->deque) ||
-           !weft__inject_is_empty(&w->rt->inject) || w->yield_head;
+           !weft__inject_is_empty(&w->rt->inject) || w->yields.head;
 }
 
 static inline __attribute__((always_inline)) weft_task *
@@ -320,7 +339,7 @@ find_local(struct weft__worker *w)
     weft_task *t;
     if (WEFT_UNLIKELY(--w->fair_countdown == 0)) {
         w->fair_countdown = WEFT__FAIR_TICKS;
-        if ((t = inject_take(w)) || (t = yield_pop(w)))
+        if ((t = inject_take(w)) || (t = weft__task_list_pop(&w->yields)))
             return t;
     }
     if (w->lifo) {
@@ -332,15 +351,12 @@ find_local(struct weft__worker *w)
          * (the deque's bottom would hand it straight back), where an idle
          * worker can take it if this one stays busy. */
         weft__inject_push(&w->rt->inject, t, t, 1);
-        if (w->rt->nworkers > 1)
-            weft__notify(w->rt);
+        notify_peers(w->rt);
     }
     w->lifo_streak = 0;
-    if ((!weft__deque_is_empty_owner(&w->deque) &&
-         (t = weft__deque_pop(&w->deque))) ||
-        (!weft__inject_is_empty(&w->rt->inject) && (t = inject_take(w))))
+    if ((t = weft__deque_pop(&w->deque)) || (t = inject_take(w)))
         return t;
-    return yield_pop(w);
+    return weft__task_list_pop(&w->yields);
 }
 
 /* --------------------------------------------------------------------------
@@ -396,6 +412,8 @@ static void stop_spinning(struct weft__worker *w, bool found)
     if (!w->spinning)
         return;
     w->spinning = false;
+    /* Seq RMW only because ck_pr has no weaker one: what the count orders
+     * is carried by the fences W2 (park) and P2 (weft__notify). */
     uint32_t before = weft__faa_seq_u32(&w->rt->nr_spinning, (uint32_t)-1);
     if (found && before == 1)
         weft__notify(w->rt);
@@ -407,9 +425,14 @@ static weft_task *search(struct weft__worker *w)
     if (rt->nworkers == 1)
         return NULL;
     if (!w->spinning) {
+        /* Relaxed: the bound on spinners is a heuristic; a stale count lets
+         * one too many or too few spin this round. */
         uint32_t s = weft__load_rlx_u32(&rt->nr_spinning);
         if (2 * s >= rt->nworkers)
             return NULL;
+        /* Seq RMW only because ck_pr has no weaker one: the fences W2 and
+         * P2 carry the protocol; this spinner looks at every queue again
+         * before it parks. */
         weft__faa_seq_u32(&rt->nr_spinning, 1);
         w->spinning = true;
     }
@@ -441,10 +464,13 @@ static void unpark_self(struct weft__worker *w)
 {
     weft_runtime *rt = w->rt;
     pthread_mutex_lock(&rt->idle_lock);
-    for (unsigned i = 0; i < rt->nidle; i++) {
+    /* Relaxed: under idle_lock, which every writer holds. */
+    uint32_t n = weft__load_rlx_u32(&rt->nr_parked);
+    for (unsigned i = 0; i < n; i++) {
         if (rt->idle[i] == w->index) {
-            rt->idle[i] = rt->idle[--rt->nidle];
-            weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+            rt->idle[i] = rt->idle[n - 1];
+            /* Relaxed: see park(). */
+            weft__store_rlx_u32(&rt->nr_parked, n - 1);
             pthread_mutex_unlock(&rt->idle_lock);
             return;
         }
@@ -458,9 +484,14 @@ static void park(struct weft__worker *w)
     weft_runtime *rt = w->rt;
     stop_spinning(w, false);
     pthread_mutex_lock(&rt->idle_lock);
+    /* Relaxed: park_futex is bumped only under idle_lock. */
     uint32_t seq = weft__load_rlx_u32(&w->park_futex);
-    rt->idle[rt->nidle++] = w->index;
-    weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+    /* Relaxed: under idle_lock, which every writer holds. */
+    uint32_t n = weft__load_rlx_u32(&rt->nr_parked);
+    rt->idle[n] = w->index;
+    /* Relaxed: producers read nr_parked after their fence P2, and this
+     * store is ordered before the re-check by the fence W2 below. */
+    weft__store_rlx_u32(&rt->nr_parked, n + 1);
     pthread_mutex_unlock(&rt->idle_lock);
     /* W2 of the protocol above: the announcement before the re-check.
      * Pairs with the fence in weft__notify (P2). */
@@ -487,12 +518,19 @@ static void park(struct weft__worker *w)
 static __attribute__((noinline)) void notify_slow(weft_runtime *rt)
 {
     pthread_mutex_lock(&rt->idle_lock);
-    if (rt->nidle == 0 || weft__load_rlx_u32(&rt->nr_spinning) != 0) {
+    /* Relaxed: under idle_lock, which every writer holds. */
+    uint32_t n = weft__load_rlx_u32(&rt->nr_parked);
+    /* Relaxed: P3's second look, under idle_lock, after the fence P2. */
+    if (n == 0 || weft__load_rlx_u32(&rt->nr_spinning) != 0) {
         pthread_mutex_unlock(&rt->idle_lock);
         return;
     }
-    struct weft__worker *v = rt->workers[rt->idle[--rt->nidle]];
-    weft__store_rlx_u32(&rt->nr_parked, rt->nidle);
+    struct weft__worker *v = rt->workers[rt->idle[n - 1]];
+    /* Relaxed: see park(). */
+    weft__store_rlx_u32(&rt->nr_parked, n - 1);
+    /* Seq RMW only because ck_pr has no weaker one: counted as spinning
+     * before it wakes, so the count never drops to 0 while it has yet to
+     * look (the protocol above). */
     weft__faa_seq_u32(&rt->nr_spinning, 1);
     /* Release, under idle_lock: see park(). */
     weft__store_rel_u32(&v->park_futex, v->park_futex + 1);
@@ -529,28 +567,12 @@ static void finish_park(struct weft__worker *w, weft_task *t)
      * the waker came first and left RUN: requeue t here. */
     if (!weft__cas_seq_u32(&t->park_state, WEFT__PARKING, WEFT__PARKED)) {
         /* Onto the deque, not the LIFO slot: the task that runs next here
-         * (when called from resumed_on) may keep the worker for long, and
-         * an idle worker can steal from the deque. */
+         * (when called on a task's stack, after park_task's direct
+         * switch) may keep the worker for long, and an idle worker can
+         * steal from the deque. */
         set_where(t, (int)w->index, WEFT_TASK_READY);
         weft__task_submit(t);
     }
-}
-
-/* The task switched back to the scheduler: do what it asked. */
-static void after_switch(struct weft__worker *w, weft_task *t)
-{
-    switch (w->op) {
-    case WEFT__OP_PARK:
-        finish_park(w, t);
-        break;
-    case WEFT__OP_EXIT:
-        weft__task_finish(w, t);
-        break;
-    case WEFT__OP_NONE:
-        weft__panic("after_switch: task %llu switched out with no reason",
-                    (unsigned long long)t->id);
-    }
-    w->op = WEFT__OP_NONE;
 }
 
 /* Make t the running task of w, giving it a stack if it never ran.
@@ -563,9 +585,8 @@ static bool prepare_run(struct weft__worker *w, weft_task *t)
             weft__task_finish(w, t);
             return false;
         }
-        t->stack =
-            weft__stack_acquire(&w->rt->stacks, &w->stacks,
-                                t->stack_units ? weft__task_stack_size(t) : 0);
+        t->stack = weft__stack_acquire(&w->rt->stacks, &w->stacks,
+                                       weft__task_stack_size(t));
         if (!t->stack)
             weft__panic("no memory for the stack of task %llu (%zu bytes): "
                         "%s; lower the number of live tasks or raise "
@@ -586,13 +607,13 @@ static void run_task(struct weft__worker *w, weft_task *t)
     if (!prepare_run(w, t))
         return;
     switch_into(&w->sched_sp, t);
-    /* Not necessarily t: tasks may have switched among themselves
-     * (weft_yield), or t may have run a child inline that then suspended
-     * (weft__join_run_inline). What switched out is the current task. */
-    weft_task *out = w->current;
+    /* Back from the task that switched out last, not necessarily t: tasks
+     * may have switched among themselves (weft_yield, park_task), or t may
+     * have run a child inline that then suspended (weft__join_run_inline).
+     * It left itself in w->out (switch_to_sched). */
     w->current = NULL;
     weft__count(&w->counters.switches, 1);
-    after_switch(w, out);
+    after_switch(w);
 }
 
 static void *worker_main(void *arg)
@@ -655,10 +676,10 @@ __thread struct weft__batch *weft__tls_batch;
 
 void weft__batch_flush(struct weft__batch *b)
 {
-    if (!b->head)
+    if (!b->tasks.head)
         return;
-    inject_from_outside(b->rt, b->head, b->tail, b->n);
-    b->head = b->tail = NULL;
+    inject_from_outside(b->rt, b->tasks.head, b->tasks.tail, b->n);
+    b->tasks.head = b->tasks.tail = NULL;
     b->n = 0;
 }
 
@@ -666,32 +687,26 @@ void weft__task_enqueue(weft_task *t)
 {
     struct weft__worker *w = weft__tls_worker;
     weft_runtime *rt = t->rt;
-    bool local = w && w->rt == rt;
-    struct weft__batch *b = weft__tls_batch;
-    if (b && b->rt == rt) {
-        /* A thread collecting wake-ups (the timer thread): one push and
-         * one notify for the lot, in weft__batch_flush. */
-        set_where(t, -1, WEFT_TASK_READY);
-        t->next = NULL;
-        if (b->tail)
-            b->tail->next = t;
-        else
-            b->head = t;
-        b->tail = t;
-        b->n++;
-        return;
-    }
-    set_where(t, local ? (int)w->index : -1, WEFT_TASK_READY);
-    if (local) {
+    if (w && w->rt == rt) {
+        set_where(t, (int)w->index, WEFT_TASK_READY);
         /* The LIFO slot: the woken task runs next on this worker. The task
          * it displaces becomes stealable. */
         weft_task *prev = w->lifo;
         w->lifo = t;
         if (prev) {
             local_push(w, prev);
-            if (w->rt->nworkers > 1)
-                weft__notify(w->rt);
+            notify_peers(rt);
         }
+        return;
+    }
+    set_where(t, -1, WEFT_TASK_READY);
+    /* Only a thread that is no worker sets weft__tls_batch. */
+    struct weft__batch *b = weft__tls_batch;
+    if (b && b->rt == rt) {
+        /* A thread collecting wake-ups (the timer thread): one push and
+         * one notify for the lot, in weft__batch_flush. */
+        weft__task_list_append(&b->tasks, t, t);
+        b->n++;
         return;
     }
     inject_from_outside(rt, t, t, 1);
@@ -703,8 +718,7 @@ void weft__task_submit(weft_task *t)
     weft_runtime *rt = t->rt;
     if (w && w->rt == rt) {
         local_push(w, t);
-        if (rt->nworkers > 1)
-            weft__notify(rt);
+        notify_peers(rt);
         return;
     }
     inject_from_outside(rt, t, t, 1);
@@ -752,8 +766,7 @@ static bool stack_room(const weft_task *self, const weft_task *child)
 
 /* Returns whether self is still c's only joiner (see
  * weft__task_finish_inline). */
-static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
-                       void *claim)
+static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
 {
     /* An interrupted joiner cancels what it joins (weft_join), and a
      * cancelled task never starts. Only self's own state is looked at
@@ -763,7 +776,7 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
     if (WEFT_UNLIKELY(weft__own_interrupt(self)))
         (void)weft_cancel(c);
     if (WEFT_UNLIKELY(weft__task_cancelled_before_start(c)))
-        return weft__task_finish_inline(w, c, claim);
+        return weft__task_finish_inline(w, c);
     c->stack = self->stack; /* borrowed: marks c as started */
     weft_fn fn = c->fn;
     /* The same field: c's suspension points look at self's interrupts,
@@ -780,17 +793,17 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c,
     w->current = self;
     set_where(self, (int)w->index, WEFT_TASK_RUNNING);
     c->stack = NULL;
-    return weft__task_finish_inline(w, c, claim);
+    return weft__task_finish_inline(w, c);
 }
 
-int weft__join_run_inline(weft_task *target, void *claim)
+int weft__join_run_inline(weft_task *target)
 {
     struct weft__worker *w = weft__tls_worker;
     weft_task *self = w->current;
     weft_task *held[WEFT__INLINE_SEARCH];
     unsigned n = 0;
     weft_task *found = NULL;
-    while (n < WEFT__INLINE_SEARCH && !weft__deque_is_empty_owner(&w->deque)) {
+    while (n < WEFT__INLINE_SEARCH) {
         weft_task *c = weft__deque_pop(&w->deque);
         if (!c)
             break;
@@ -802,11 +815,11 @@ int weft__join_run_inline(weft_task *target, void *claim)
     }
     /* Never started (a queued resume of a started task has a stack), the
      * joiner's stack has room, and no other party waits for it: run it.
-     * Otherwise it goes back too. (Another party that starts waiting
-     * while it runs is caught when it finishes: task.c.) */
+     * Otherwise it goes back too. Relaxed: another party that starts
+     * waiting after this look is caught when c finishes (task.c). */
     bool put_back = n > 0;
     if (found && (found->stack || !stack_room(self, found) ||
-                  weft__load_rlx_ptr(&found->joiner) != claim)) {
+                  weft__load_rlx_ptr(&found->joiner) != NULL)) {
         weft__deque_push(&w->deque, found);
         found = NULL;
         put_back = true;
@@ -816,14 +829,32 @@ int weft__join_run_inline(weft_task *target, void *claim)
      * out may have gone to sleep, so notify. */
     while (n > 0)
         weft__deque_push(&w->deque, held[--n]);
-    if (put_back && w->rt->nworkers > 1)
-        weft__notify(w->rt);
+    if (put_back)
+        notify_peers(w->rt);
     if (!found)
         return 0;
-    return run_inline(w, self, found, claim) ? 1 : -1;
+    return run_inline(w, self, found) ? 1 : -1;
 }
 
-/* Whether another worker of w's runtime is parked or looking for work. */
+/* --------------------------------------------------------------------------
+ * Suspending: a task switches straight to the next ready task of its
+ * worker, by the scheduler's own rules (find_local), not through the
+ * scheduler: one context switch instead of two.
+ */
+
+/* The next ready task of w, made current (prepare_run), or NULL. */
+static inline weft_task *next_ready(struct weft__worker *w)
+{
+    weft_task *next;
+    while ((next = find_local(w)) && !prepare_run(w, next))
+        ; /* next was cancelled before it started: it is finished */
+    return next;
+}
+
+/* Whether another worker of w's runtime is parked or looking for work.
+ * Relaxed loads: a stale 0 only leaves a yielding task on the yield list
+ * until the next task here suspends, which costs latency, not a lost
+ * wake-up. */
 static bool worker_idle_elsewhere(const struct weft__worker *w)
 {
     const weft_runtime *rt = w->rt;
@@ -838,51 +869,42 @@ int weft_yield(void)
     weft_task *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
-    /* The next task by the scheduler's own rules (find_local, which also
-     * looks at the injection queue every 61st time). None: no other task is
-     * ready here, so carry on, as asyncio's sleep(0) does on an empty ready
-     * queue. Otherwise switch to it directly: t goes on this worker's yield
-     * list first, which only this thread reads, so nobody can resume t
-     * before its context is saved. */
-    weft_task *next;
-    while ((next = find_local(w)) && !prepare_run(w, next))
-        ; /* next was cancelled before it started: it is finished */
+    /* None: no other task is ready here, so carry on, as asyncio's
+     * sleep(0) does on an empty ready queue. */
+    weft_task *next = next_ready(w);
     if (!next)
         return weft__task_interrupt_of(t);
     set_where(t, (int)w->index, WEFT_TASK_READY);
-    /* Straight to next, not through the scheduler. t goes on the yield
-     * list, which only this thread reads, so nobody can resume t before
-     * its context is saved. But no other worker can take it from there
-     * either: if one is idle while next never suspends, t would wait for
-     * nothing. Then t goes onto the deque instead, once its context is
-     * saved (resumed_on), and an idle worker is woken to steal it. */
-    if (WEFT_UNLIKELY(worker_idle_elsewhere(w)))
-        w->yielded_out = t;
-    else
-        yield_push(w, t);
-    switch_into(&t->sp, next);
-    resumed_on(weft__tls_worker_reload());
+    /* t goes on the yield list, which only this thread reads, so nobody
+     * can resume t before its context is saved. But no other worker can
+     * take it from there either: if one is idle while next never suspends,
+     * t would wait for nothing. Then t goes onto the deque instead, once
+     * its context is saved (WEFT__OP_YIELD), and an idle worker is woken
+     * to steal it. */
+    if (WEFT_UNLIKELY(worker_idle_elsewhere(w))) {
+        w->out = t;
+        w->op = WEFT__OP_YIELD;
+    } else {
+        weft__task_list_append(&w->yields, t, t);
+    }
+    switch_to_task(t, next);
     return weft__task_interrupt_of(t);
 }
 
-/* Park t, the running task, by switching straight to the next ready task
- * of this worker when there is one, as weft_yield does: one context
- * switch instead of two through the scheduler. t's park is finished
- * (finish_park) by the task that resumes here, once t's context is saved;
- * until then no waker can enqueue t (park_state is PARKING). */
+/* Park t, the running task. t's park is finished (finish_park) by whatever
+ * runs next here, once t's context is saved; until then no waker can
+ * enqueue t (park_state is PARKING). */
 static void park_task(weft_task *t)
 {
     struct weft__worker *w = weft__tls_worker;
-    weft_task *next;
-    while ((next = find_local(w)) && !prepare_run(w, next))
-        ; /* next was cancelled before it started: it is finished */
+    weft_task *next = next_ready(w);
     if (!next) {
-        switch_to_sched(t, WEFT__OP_PARK);
+        switch_to_sched(w, t, WEFT__OP_PARK);
         return;
     }
-    w->parked_out = t;
-    switch_into(&t->sp, next);
-    resumed_on(weft__tls_worker_reload());
+    w->out = t;
+    w->op = WEFT__OP_PARK;
+    switch_to_task(t, next);
 }
 
 /* --------------------------------------------------------------------------
@@ -936,8 +958,8 @@ void weft__waiter_wake(struct weft__waiter *wt)
 {
     weft_task *t = wt->task; /* read before the waiter's stack may change */
     if (t) {
-        /* Seq exchange: pairs with the scheduler's CAS in after_switch.
-         * Exactly one of the two sees the other and enqueues t. */
+        /* Seq exchange: pairs with the CAS in finish_park. Exactly one of
+         * the two sees the other and enqueues t. */
         if (weft__xchg_seq_u32(&t->park_state, WEFT__RUN) == WEFT__PARKED) {
             if (WEFT_UNLIKELY(wt->stealable))
                 weft__task_submit(t);
