@@ -266,11 +266,13 @@ WEFT_API double weft_now(void);
  *   -EINVAL     seconds is negative or NaN
  *   -ECANCELED  the calling task is cancelled (before or while sleeping)
  *   -ETIMEDOUT  an enclosing timeout scope expired
+ *   -ENOMEM     the runtime's timer heap could not grow (a task, finite
+ *               seconds)
  */
 WEFT_API WEFT_NODISCARD int weft_sleep(double seconds);
 
 /** Sleep until weft_now() >= deadline; a deadline in the past is
- * weft_yield(). As weft_sleep otherwise (-EINVAL for NaN). */
+ * weft_yield(). As weft_sleep otherwise (-EINVAL for NaN only). */
 WEFT_API WEFT_NODISCARD int weft_sleep_until(double deadline);
 
 /* ---------------------------------------------------------------------------
@@ -340,18 +342,23 @@ typedef struct weft_timeout {
 
 /** Open a scope that expires `seconds` from now (WEFT_FOREVER: never, but
  * reschedulable). Never suspends. Callable from a task only. Returns 0, or
- * -EINVAL (scope NULL, seconds negative or NaN), -EPERM (not a task). */
+ * (no scope opened) -EINVAL (scope NULL, seconds negative or NaN), -EPERM
+ * (not a task), -ENOMEM (no memory for the scope or its timer). */
 WEFT_API WEFT_NODISCARD int weft_timeout_enter(weft_timeout *scope,
                                                double seconds);
 
 /** The same with an absolute deadline on weft_now()'s clock
- * (asyncio.timeout_at); a deadline already passed expires at once. */
+ * (asyncio.timeout_at); a deadline already passed expires at once.
+ * Returns as weft_timeout_enter (-EINVAL: scope NULL, deadline NaN). */
 WEFT_API WEFT_NODISCARD int weft_timeout_enter_at(weft_timeout *scope,
                                                   double deadline);
 
 /** Move an open scope's deadline (Timeout.reschedule); WEFT_FOREVER
- * disarms it. Returns 0, or -EINVAL (NaN, not open, not the caller's, or
- * already expired: an expired scope stays expired). */
+ * disarms it, a deadline already passed expires it at once. Never
+ * suspends. Returns 0, or, with the scope left as it was (its deadline and
+ * timer unchanged): -EINVAL (NaN, not open, not the caller's, or already
+ * expired: an expired scope stays expired), -ENOMEM (a new finite deadline
+ * could not be armed; WEFT_FOREVER and passed deadlines cannot fail so). */
 WEFT_API WEFT_NODISCARD int weft_timeout_reschedule(weft_timeout *scope,
                                                     double deadline);
 
@@ -380,7 +387,8 @@ WEFT_API int weft_timeout_exit(weft_timeout *scope);
  * cancelled or its timeout scope expires first, returns -ECANCELED /
  * -ETIMEDOUT at once, t keeps running untouched and the handle stays the
  * caller's (join or detach it later). Also -EINVAL (t NULL, the caller
- * itself, or already waited for) and -EPERM (not a task). */
+ * itself, or already waited for), -ENOMEM (nothing waited for: the handle
+ * stays the caller's) and -EPERM (not a task). */
 WEFT_API WEFT_NODISCARD int weft_shield(weft_task *t, void **result);
 
 /** Join t with a time limit (asyncio.wait_for, Python 3.12): after
@@ -389,8 +397,9 @@ WEFT_API WEFT_NODISCARD int weft_shield(weft_task *t, void **result);
  * at the deadline) its result is returned with 0. It is a weft_join inside
  * a timeout scope, and returns what weft_join does, including -ECANCELED
  * when the caller is cancelled (t is cancelled too); the handle is freed
- * except on -EINVAL (also for a negative or NaN time). Callable from a
- * task only: -EPERM from a plain thread. */
+ * except on -EINVAL (also for a negative or NaN time) and -ENOMEM (no
+ * memory for the scope: t was not waited for). Callable from a task only:
+ * -EPERM from a plain thread. */
 WEFT_API WEFT_NODISCARD int weft_wait_for(weft_task *t, double seconds,
                                           void **result);
 
@@ -404,7 +413,8 @@ WEFT_API WEFT_NODISCARD int weft_wait_for(weft_task *t, double seconds,
  * -ETIMEDOUT if it was interrupted; else the first non-zero errs[i].
  * -EINVAL (nothing is joined) for tasks NULL with n > 0, a NULL entry,
  * the same task twice, the calling task, or a task that another call
- * already joins, waits for or detached. */
+ * already joins, waits for or detached; -ENOMEM (nothing is joined: many
+ * tasks are checked for duplicates in a sorted copy). */
 WEFT_API WEFT_NODISCARD int weft_gather(weft_task **tasks, size_t n,
                                         void **results, int *errs);
 
@@ -445,8 +455,9 @@ WEFT_API weft_as_completed *weft_as_completed_new(weft_task **tasks, size_t n,
 /** Wait for the next task to finish. Suspends. Returns 1 and stores it in
  * *task; 0 when every task has been returned; -ETIMEDOUT once the overall
  * timeout has passed (and from then on); -ECANCELED / -ETIMEDOUT when the
- * caller is cancelled or its scope expires (the iterator stays usable);
- * -EINVAL for NULL arguments. */
+ * caller is cancelled or its scope expires, -ENOMEM when the overall
+ * timeout's timer could not be added (the iterator stays usable after
+ * these); -EINVAL for NULL arguments. */
 WEFT_API WEFT_NODISCARD int weft_as_completed_next(weft_as_completed *it,
                                                    weft_task **task);
 
@@ -686,8 +697,8 @@ WEFT_API WEFT_NODISCARD int weft_queue_init_ex(weft_queue *q,
  * Suspends; tasks and threads. An item handed to a waiting getter goes to
  * it directly. Returns 0 (the item is in the queue or delivered), or with
  * the item not in the queue: -ECANCELED, -ETIMEDOUT, -ESHUTDOWN (the queue
- * was shut down, also while waiting), -ENOMEM (an unbounded queue could not
- * grow), -EINVAL. */
+ * was shut down, also while waiting), -ENOMEM (the buffer, which grows as
+ * needed up to maxsize, could not grow), -EINVAL. */
 WEFT_API WEFT_NODISCARD int weft_queue_put(weft_queue *q, void *item);
 WEFT_API WEFT_NODISCARD int weft_queue_put_timeout(weft_queue *q, void *item,
                                                    double seconds);
@@ -747,8 +758,10 @@ WEFT_API WEFT_NODISCARD int weft_barrier_init(weft_barrier *b,
  * Returns the arrival index, 0 .. parties-1 (the last arrival gets
  * parties-1), or -EPIPE (the barrier is broken: aborted, or reset while
  * waiting, as BrokenBarrierError), -ECANCELED, -ETIMEDOUT, -EINVAL. A
- * waiter interrupted before its round completes leaves the round (it no
- * longer counts), without breaking the barrier, as asyncio's does. */
+ * waiter interrupted before its round fills leaves the round (it no longer
+ * counts), without breaking the barrier, as asyncio's does; one
+ * interrupted just as the last party arrives still counted, returns its
+ * interrupt, and its index goes unused. */
 WEFT_API WEFT_NODISCARD int weft_barrier_wait(weft_barrier *b);
 WEFT_API WEFT_NODISCARD int weft_barrier_wait_timeout(weft_barrier *b,
                                                       double seconds);

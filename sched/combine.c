@@ -17,7 +17,6 @@
  * has called, its listener) and drops its own. The last one frees it.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 
 #include "sched/alloc.h"
@@ -34,10 +33,11 @@ static int cmp_ptr(const void *a, const void *b)
 }
 
 /* -EINVAL for a NULL array (n > 0), a NULL entry, the calling task, the
- * same task twice or too many tasks; -ENOMEM. */
+ * same task twice or too many tasks (a multi counts 1 + n references in 32
+ * bits); -ENOMEM. */
 static int check_tasks(weft_task *const *tasks, size_t n)
 {
-    if (n > UINT32_MAX || (n && !tasks))
+    if (n >= UINT32_MAX || (n && !tasks))
         return -EINVAL;
     weft_task *self = weft_current();
     for (size_t i = 0; i < n; i++)
@@ -94,6 +94,8 @@ static int claim_all(weft_task **tasks, size_t n)
                                   &seen) ||
             seen == WEFT__JOIN_DONE)
             continue;
+        /* Seq CAS: gives the handle back; it fails only for a task that
+         * has finished meanwhile (DONE stays, for its next joiner). */
         while (i-- > 0)
             weft__cas_seq_ptr(&tasks[i]->joiner, WEFT__JOIN_CLAIMED, NULL);
         return -EINVAL;
@@ -128,10 +130,9 @@ int weft_gather(weft_task **tasks, size_t n, void **results, int *errs)
 
 int weft_wait_for(weft_task *t, double seconds, void **result)
 {
-    if (!t || isnan(seconds) || seconds < 0)
+    if (!t)
         return -EINVAL;
-    if (!weft_current())
-        return -EPERM;
+    /* -EINVAL (seconds), -EPERM (not a task) or -ENOMEM. */
     weft_timeout scope;
     int err = weft_timeout_enter(&scope, seconds);
     if (err < 0)
@@ -151,8 +152,9 @@ struct listener {
     struct weft__done done; /* first: t->joiner points here */
     struct multi *m;
     uint32_t index;
-    bool registered; /* the caller only */
-    bool reported;   /* the caller only: weft_wait put it among the done */
+    /* The caller only: the listener may still be in its task's joiner
+     * field (false once the caller knows the task is done). */
+    bool registered;
 };
 
 struct multi {
@@ -167,25 +169,52 @@ struct multi {
     struct listener l[];
 };
 
-static void multi_put(struct multi *m)
+/* Drop n references to m. */
+static void multi_put_n(struct multi *m, uint32_t n)
 {
     /* Seq RMW: every user's last access comes before the free. */
-    if (weft__faa_seq_u32(&m->refs, (uint32_t)-1) == 1)
+    if (weft__faa_seq_u32(&m->refs, -n) == n)
         weft__free(m);
+}
+
+static void multi_put(struct multi *m)
+{
+    multi_put_n(m, 1);
 }
 
 static void listener_done(struct weft__done *d)
 {
     struct listener *l = (struct listener *)d;
     struct multi *m = l->m;
+    struct weft__wait *w = NULL;
     weft__spin_lock(&m->lock);
     m->order[m->ndone++] = l->index;
     if (m->wait && m->ndone >= m->threshold) {
-        weft__wait_complete(m->wait, 0);
+        /* Claimed, the wait stays valid until its wake: its waiter cannot
+         * return before, so the wake may leave the lock. If another party
+         * completed it first, that party wakes it. */
+        if (weft__wait_claim(m->wait, 0))
+            w = m->wait;
         m->wait = NULL;
     }
     weft__spin_unlock(&m->lock);
+    if (w)
+        weft__wait_wake(w);
     multi_put(m);
+}
+
+/* Take back the listeners registered in tasks[0..n) and drop the
+ * references they held, if they have not been called. */
+static void multi_unregister(struct multi *m, weft_task *const *tasks,
+                             uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        /* Seq CAS: fails only for a task that has finished and calls, or
+         * has called, the listener (which drops its own reference); on
+         * success, the task's exchange will never see the listener. */
+        if (m->l[i].registered &&
+            weft__cas_seq_ptr(&tasks[i]->joiner, &m->l[i].done, NULL))
+            multi_put(m);
 }
 
 /* Listen on every task; -EINVAL if another party waits for one. */
@@ -200,27 +229,28 @@ static struct multi *multi_new(weft_task **tasks, size_t n, int *err)
         *err = -ENOMEM;
         return NULL;
     }
-    m->refs = 1;
+    /* The caller's reference and one per listener, before any listener is
+     * published (by the first CAS below, which releases this store); those
+     * of listeners not registered are dropped at the end. */
+    m->refs = 1 + (uint32_t)n;
     weft__spin_init(&m->lock);
     m->wait = NULL;
     m->threshold = m->ndone = 0;
     m->n = (uint32_t)n;
     m->tasks = (weft_task **)&m->l[n];
     m->order = (uint32_t *)&m->tasks[n];
-    for (uint32_t i = 0; i < n; i++)
-        m->l[i].registered = false; /* read by the clean-up below */
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t i, unused = 0; /* references of listeners not registered */
+    for (i = 0; i < n; i++) {
         struct listener *l = &m->l[i];
         *l = (struct listener){.done.fn = listener_done, .m = m, .index = i};
         m->tasks[i] = tasks[i];
-        weft__faa_seq_u32(&m->refs, 1); /* before it can be called */
         /* Seq CAS: publishes the listener to the finishing exchange. */
         void *seen;
         if (weft__cas_seq_ptr_val(&tasks[i]->joiner, NULL, &l->done, &seen)) {
             l->registered = true;
             continue;
         }
-        weft__faa_seq_u32(&m->refs, (uint32_t)-1);
+        unused++;
         if (seen != WEFT__JOIN_DONE) {
             *err = -EINVAL; /* joined, waited for or detached elsewhere */
             break;
@@ -229,14 +259,17 @@ static struct multi *multi_new(weft_task **tasks, size_t n, int *err)
         m->order[m->ndone++] = i;
         weft__spin_unlock(&m->lock);
     }
-    if (*err == 0)
+    if (*err == 0) {
+        /* Never the last reference: the caller's stays. */
+        if (unused)
+            multi_put_n(m, unused);
         return m;
-    /* Take back what was registered. */
-    for (uint32_t i = 0; i < n; i++)
-        if (m->l[i].registered &&
-            weft__cas_seq_ptr(&tasks[i]->joiner, &m->l[i].done, NULL))
-            multi_put(m);
-    multi_put(m);
+    }
+    /* Take back what was registered: listeners [0, i) only, the rest were
+     * never set up; then drop the caller's reference and those of the
+     * listeners not registered (tasks [i + 1, n) and i). */
+    multi_unregister(m, tasks, i);
+    multi_put_n(m, 1 + unused + ((uint32_t)n - i - 1));
     return NULL;
 }
 
@@ -249,10 +282,7 @@ static void multi_release(struct multi *m)
     for (uint32_t i = 0; i < m->ndone; i++)
         m->l[m->order[i]].registered = false;
     weft__spin_unlock(&m->lock);
-    for (uint32_t i = 0; i < m->n; i++)
-        if (m->l[i].registered &&
-            weft__cas_seq_ptr(&m->tasks[i]->joiner, &m->l[i].done, NULL))
-            multi_put(m);
+    multi_unregister(m, m->tasks, m->n);
     multi_put(m);
 }
 
@@ -281,7 +311,7 @@ static int multi_wait(struct multi *m, uint32_t threshold, int64_t deadline_ns)
 {
     if (multi_ndone(m) >= threshold)
         return 0;
-    if (deadline_ns <= weft__now_ns())
+    if (deadline_ns != WEFT__NEVER && deadline_ns <= weft__now_ns())
         return TIMED_OUT;
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
@@ -331,9 +361,9 @@ int weft_shield(weft_task *t, void **result)
 int weft_wait(weft_task **tasks, size_t n, double timeout, int return_when,
               size_t *ndone)
 {
-    if (isnan(timeout) || timeout < 0 ||
-        (return_when != WEFT_WAIT_FIRST_COMPLETED &&
-         return_when != WEFT_WAIT_ALL_COMPLETED))
+    int64_t deadline_ns = weft__timeout_ns(timeout);
+    if (deadline_ns < 0 || (return_when != WEFT_WAIT_FIRST_COMPLETED &&
+                            return_when != WEFT_WAIT_ALL_COMPLETED))
         return -EINVAL;
     if (!weft_current())
         return -EPERM;
@@ -342,18 +372,19 @@ int weft_wait(weft_task **tasks, size_t n, double timeout, int return_when,
     if (!m)
         return err;
     uint32_t want = return_when == WEFT_WAIT_ALL_COMPLETED || n == 0 ? m->n : 1;
-    err = multi_wait(m, want, weft__after_ns(timeout));
-    /* Done tasks first, in the order they finished; then the rest in their
-     * order. m->tasks keeps the original order for multi_release. */
+    err = multi_wait(m, want, deadline_ns);
+    /* Done tasks first, in the order they finished; then the rest (still
+     * registered) in their order. m->tasks keeps the original order for
+     * multi_release. */
     weft__spin_lock(&m->lock);
     uint32_t k = m->ndone;
     for (uint32_t i = 0; i < k; i++) {
         tasks[i] = m->tasks[m->order[i]];
-        m->l[m->order[i]].reported = true;
+        m->l[m->order[i]].registered = false;
     }
     weft__spin_unlock(&m->lock);
     for (uint32_t i = 0, j = k; i < m->n; i++)
-        if (!m->l[i].reported)
+        if (m->l[i].registered)
             tasks[j++] = m->tasks[i];
     multi_release(m);
     if (ndone)
@@ -370,7 +401,8 @@ struct weft_as_completed {
 weft_as_completed *weft_as_completed_new(weft_task **tasks, size_t n,
                                          double timeout)
 {
-    if (isnan(timeout) || timeout < 0) {
+    int64_t deadline_ns = weft__timeout_ns(timeout);
+    if (deadline_ns < 0) {
         errno = EINVAL;
         return NULL;
     }
@@ -390,7 +422,7 @@ weft_as_completed *weft_as_completed_new(weft_task **tasks, size_t n,
         return NULL;
     }
     it->next = 0;
-    it->deadline_ns = weft__after_ns(timeout);
+    it->deadline_ns = deadline_ns;
     return it;
 }
 

@@ -98,21 +98,22 @@ weft_task *weft_group_spawn(weft_group *pg, weft_fn fn, void *arg,
     weft_task *t = weft__task_new(g->rt, fn, arg, opts);
     if (!t)
         return NULL;
-    /* Not runnable yet, but visible to registry scans: atomic. */
-    weft__store_rel_ptr(&t->joiner, WEFT__JOIN_CLAIMED);
+    /* Relaxed: t is not runnable yet, and weft__task_start publishes it
+     * to whoever runs it; registry scans read the field (for DONE) under
+     * the shard's lock, concurrently, so it must be atomic. */
+    weft__store_rlx_ptr(&t->joiner, WEFT__JOIN_CLAIMED);
     pthread_mutex_lock(&g->lock);
     int err = g->state == GROUP_OPEN ? append_locked(g, t) : -EINVAL;
     if (!err && g->cancelling)
-        weft__faa_seq_u32(&t->cancel, 1); /* it will never run */
+        (void)weft_cancel(t); /* it will never run */
     pthread_mutex_unlock(&g->lock);
     if (err) {
         /* The group was waited for meanwhile, or no memory. t never
-         * starts: it finishes at once, and is reaped here. */
-        weft__faa_seq_u32(&t->cancel, 1);
-        weft__store_rel_ptr(&t->joiner, NULL);
-        weft__task_start(t);
-        int rc = weft_join(t, NULL);
-        (void)rc; /* -ECANCELED: it never ran */
+         * started: nobody else has its handle, and nothing counts it but
+         * the registry, which weft__task_free leaves under the shard's
+         * lock, after any scan that found it there (a snapshot,
+         * weft__runtime_cancel_all) is done with it. */
+        weft__task_free(t);
         errno = -err;
         return NULL;
     }

@@ -1,13 +1,18 @@
 /* Timers: one binary min-heap of deadlines per runtime, and a thread that
- * sleeps until the earliest one and fires it. weft_sleep and the timeout
- * scopes put their timer nodes, which live in the waiting task's own
- * storage, into the heap; a sleeper costs one node and one heap slot.
+ * sleeps until the earliest one and fires it. The heap points to nodes it
+ * does not own. Every timed wait of a task (weft_sleep, the sync waits'
+ * timeouts, the combinators' time limits) embeds its node in its struct
+ * weft__wait, on the task's stack (weft__wait_block_timed, cancel.c); each
+ * open timeout scope has its node in its struct weft__scope, on the heap
+ * (timeout.c). A timed wait costs one node and one heap slot. Plain
+ * threads do not use the heap: their deadline is their futex's timeout.
  *
  * Why a thread and not the workers: timers must fire on time while every
  * worker runs a task that does not yield for a while. The thread fires a
- * timer by completing a wait (worker.c makes the task ready through the
- * injection queue and wakes a worker). The reactor of DESIGN.md section 4
- * will own this heap and bound its epoll_wait by the earliest deadline.
+ * timer by completing a wait or by expiring a scope, which interrupts its
+ * task; either makes the task ready through the injection queue and wakes
+ * a worker (worker.c). The reactor of DESIGN.md section 4 will own this
+ * heap and bound its epoll_wait by the earliest deadline.
  *
  * Invariants: the heap, every node's index, and the thread's sleep_until
  * are under `lock`. fire() runs with `lock` held, so a weft__timer_del
@@ -28,8 +33,6 @@
 #include "sched/alloc.h"
 #include "sched/internal.h"
 
-#define NOT_IN_HEAP UINT32_MAX
-
 int64_t weft__deadline_ns(double deadline)
 {
     /* Doubles carry 53 bits: nanoseconds stay exact for 104 days of
@@ -43,9 +46,12 @@ int64_t weft__deadline_ns(double deadline)
 
 int64_t weft__after_ns(double seconds)
 {
-    int64_t now = weft__now_ns();
     double ns = seconds * 1e9;
-    if (!(ns < (double)(WEFT__NEVER - now))) /* also infinity */
+    /* Never, whatever the time: no need to read the clock. */
+    if (!(ns < (double)WEFT__NEVER)) /* also infinity */
+        return WEFT__NEVER;
+    int64_t now = weft__now_ns();
+    if (!(ns < (double)(WEFT__NEVER - now)))
         return WEFT__NEVER;
     return now + (int64_t)ns;
 }
@@ -99,7 +105,7 @@ static void sift_down(struct weft__timers *h, uint32_t i)
 static void heap_remove(struct weft__timers *h, struct weft__timer *t)
 {
     uint32_t i = t->index;
-    t->index = NOT_IN_HEAP;
+    t->index = WEFT__TIMER_IDLE;
     struct weft__timer *last = h->heap[--h->len];
     if (last == t)
         return;
@@ -139,7 +145,7 @@ int weft__timer_add(weft_runtime *rt, struct weft__timer *tm)
     pthread_mutex_lock(&h->lock);
     if (h->len == h->cap && heap_grow(h) < 0) {
         pthread_mutex_unlock(&h->lock);
-        tm->index = NOT_IN_HEAP;
+        tm->index = WEFT__TIMER_IDLE;
         return -ENOMEM;
     }
     heap_set(h, h->len++, tm);
@@ -155,7 +161,7 @@ void weft__timer_del(weft_runtime *rt, struct weft__timer *tm)
 {
     struct weft__timers *h = &rt->timers;
     pthread_mutex_lock(&h->lock);
-    if (tm->index != NOT_IN_HEAP)
+    if (tm->index != WEFT__TIMER_IDLE)
         heap_remove(h, tm);
     pthread_mutex_unlock(&h->lock);
 }
@@ -242,15 +248,14 @@ static void thread_sleep_until(int64_t deadline_ns)
         ;
 }
 
+/* Sleep until deadline_ns: a plain thread blocks (and cannot be
+ * interrupted), a task waits on a timer (none for WEFT__NEVER). */
 static int sleep_until_ns(int64_t deadline_ns)
 {
-    weft_task *t = weft_current();
-    if (!t) {
+    if (!weft_current()) {
         thread_sleep_until(deadline_ns);
         return 0;
     }
-    if (deadline_ns <= weft__now_ns())
-        return weft_yield();
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
     int rc = weft__wait_arm(&w);
@@ -258,7 +263,7 @@ static int sleep_until_ns(int64_t deadline_ns)
         weft__wait_abandon(&w);
         return rc;
     }
-    rc = weft__wait_block_timed(&w, deadline_ns);
+    rc = weft__wait_block_until(&w, deadline_ns);
     /* TIMED_OUT: slept the whole time. Else -ENOMEM or an interrupt. */
     return rc == WEFT__WAIT_TIMED_OUT ? 0 : rc;
 }
@@ -267,14 +272,20 @@ int weft_sleep_until(double deadline)
 {
     if (isnan(deadline))
         return -EINVAL;
-    return sleep_until_ns(weft__deadline_ns(deadline));
+    int64_t deadline_ns = weft__deadline_ns(deadline);
+    /* Passed already: a task yields, with no timer. */
+    if (weft_current() && deadline_ns <= weft__now_ns())
+        return weft_yield();
+    return sleep_until_ns(deadline_ns);
 }
 
 int weft_sleep(double seconds)
 {
-    if (isnan(seconds) || seconds < 0)
-        return -EINVAL;
-    if (seconds == 0)
+    if (seconds == 0) /* -0.0 too */
         return weft_current() ? weft_yield() : 0;
-    return sleep_until_ns(weft__after_ns(seconds));
+    /* No second look at the clock, as weft_sleep_until takes: a deadline
+     * `seconds` > 0 after the reading has not passed (one under 1 ns has,
+     * and its timer fires at once). */
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns : sleep_until_ns(deadline_ns);
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "sched/alloc.h"
 #include "testutil.h"
 
 /* The scope keeps its deadline in nanoseconds: when() gives back the
@@ -356,6 +357,51 @@ static void *reschedule_main(void *arg)
 START_TEST(reschedule_moves_the_deadline_later_earlier_or_away)
 {
     run_in_task(reschedule_main);
+}
+END_TEST
+
+/* A reschedule that runs out of memory leaves the scope as it was: same
+ * deadline, its timer still armed. One worker, nothing else running: a
+ * reschedule to a finite deadline allocates the scope's new node first,
+ * then the timer heap grows if it is full (as on its first use). */
+static void *reschedule_enomem_main(void *arg)
+{
+    (void)arg;
+    weft_timeout s;
+    /* Unarmed, and no timer added yet: the heap cannot grow. */
+    ck_assert_int_eq(weft_timeout_enter(&s, WEFT_FOREVER), 0);
+    weft__alloc_fail_after(2);
+    int rc = weft_timeout_reschedule(&s, weft_now() + 0.03);
+    weft__alloc_fail_after(0);
+    ck_assert_int_eq(rc, -ENOMEM);
+    ck_assert(weft_timeout_when(&s) == WEFT_FOREVER);
+    ck_assert_int_eq(weft_sleep(0.06), 0);
+    ck_assert(!weft_timeout_expired(&s));
+    /* ... and still works. */
+    double t0 = weft_now();
+    ck_assert_int_eq(weft_timeout_reschedule(&s, t0 + 0.03), 0);
+    ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
+    tu_check_elapsed(t0, 0.03, "a scope armed after a failed reschedule");
+    ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
+
+    /* Armed: no memory for the new node; the old deadline still fires. */
+    t0 = weft_now();
+    ck_assert_int_eq(weft_timeout_enter(&s, 0.05), 0);
+    double when = weft_timeout_when(&s);
+    weft__alloc_fail_after(1);
+    rc = weft_timeout_reschedule(&s, t0 + 10.0);
+    weft__alloc_fail_after(0);
+    ck_assert_int_eq(rc, -ENOMEM);
+    ck_assert(weft_timeout_when(&s) == when);
+    ck_assert_int_eq(weft_sleep(WEFT_FOREVER), -ETIMEDOUT);
+    tu_check_elapsed(t0, 0.05, "the deadline kept by a failed reschedule");
+    ck_assert_int_eq(weft_timeout_exit(&s), -ETIMEDOUT);
+    return (void *)1;
+}
+
+START_TEST(reschedule_out_of_memory_leaves_the_scope_as_it_was)
+{
+    ck_assert_int_eq((intptr_t)tu_run_in(1, reschedule_enomem_main, NULL), 1);
 }
 END_TEST
 
@@ -730,6 +776,7 @@ static Suite *timeout_suite(void)
     tcase_add_test(tc, enter_at_expires_at_the_absolute_deadline);
     tcase_add_test(tc, when_and_expired_report_the_deadline_and_the_state);
     tcase_add_test(tc, reschedule_moves_the_deadline_later_earlier_or_away);
+    tcase_add_test(tc, reschedule_out_of_memory_leaves_the_scope_as_it_was);
     tcase_add_test(tc, another_task_cannot_reschedule_or_exit_a_scope);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
