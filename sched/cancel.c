@@ -74,6 +74,13 @@ static void update(weft_task *t, uint32_t (*f)(uint32_t))
     }
 }
 
+/* c with SEEN set to e. */
+static uint32_t with_seen(uint32_t c, uint32_t e)
+{
+    return (c & ~(0xffu << WEFT__CANCEL_SEEN_SHIFT)) |
+           (e << WEFT__CANCEL_SEEN_SHIFT);
+}
+
 /* Forward to t, as one request, the interrupts of its inline parent up to
  * the parent's EPOCH e, unless t has them already (SEEN == e). Returns
  * whether it did. Each interrupt of the parent is forwarded once, whether
@@ -86,9 +93,7 @@ static bool forward_to(weft_task *t, uint32_t e)
         uint32_t c = weft__load_rlx_u32(&t->cancel);
         if ((c >> WEFT__CANCEL_SEEN_SHIFT) == e)
             return false;
-        uint32_t n = (with_request(c) & ~(0xffu << WEFT__CANCEL_SEEN_SHIFT)) |
-                     (e << WEFT__CANCEL_SEEN_SHIFT);
-        if (weft__cas_seq_u32(&t->cancel, c, n))
+        if (weft__cas_seq_u32(&t->cancel, c, with_seen(with_request(c), e)))
             return true;
     }
 }
@@ -110,9 +115,8 @@ void weft__inline_adopt_slow(weft_task *t, const weft_task *parent)
     uint32_t e = epoch_of(weft__load_rlx_u32((uint32_t *)&parent->cancel));
     for (;;) {
         uint32_t c = weft__load_rlx_u32(&t->cancel);
-        uint32_t n = (c & ~(0xffu << WEFT__CANCEL_SEEN_SHIFT)) |
-                     (e << WEFT__CANCEL_SEEN_SHIFT);
-        if (weft__cas_seq_u32(&t->cancel, c, n))
+        /* Seq CAS: cancellers add to the same word concurrently. */
+        if (weft__cas_seq_u32(&t->cancel, c, with_seen(c, e)))
             return;
     }
 }
@@ -129,6 +133,8 @@ static int pending(weft_task *t)
  * returning ends the task cancelled (unless it uncancels). */
 static int delivered(weft_task *t, int code)
 {
+    /* An RMW because cancellers change the same word; it orders nothing:
+     * only t itself reads DELIVERED (when it returns). */
     if (code == -ECANCELED &&
         !(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_DELIVERED))
         weft__or_seq_u32(&t->cancel, WEFT__CANCEL_DELIVERED);
@@ -288,6 +294,7 @@ bool weft__wait_complete(struct weft__wait *w, int result)
 /* Interrupt t's published wait, under t->lock. */
 static void interrupt_wait(weft_task *t, int code)
 {
+    struct weft__wait *claimed = NULL;
     weft__spin_lock(&t->lock);
     void *x = t->wait;
     if ((uintptr_t)x & INLINE_TAG) {
@@ -298,10 +305,14 @@ static void interrupt_wait(weft_task *t, int code)
         struct weft__wait *w = x;
         if (w->interrupt)
             w->interrupt(w, code);
-        else
-            weft__wait_complete(w, code);
+        else if (weft__wait_claim(w, code))
+            claimed = w;
     }
     weft__spin_unlock(&t->lock);
+    /* The wake leaves the lock, which t's disarm takes: a claimed wait's
+     * waiter cannot return before it is woken. */
+    if (claimed)
+        weft__wait_wake(claimed);
 }
 
 void weft__task_interrupt(weft_task *t, int code)
@@ -364,6 +375,8 @@ void weft__task_returned_slow(weft_task *t)
     if (t->scope)
         weft__scopes_close_all(t);
     uint32_t c = weft__load_rlx_u32(&t->cancel);
+    /* ENDED is published by the exchange that makes the task DONE (its
+     * finish comes after this), which joiners read with acquire. */
     if (WEFT_UNLIKELY((c & WEFT__CANCEL_COUNT) && (c & WEFT__CANCEL_DELIVERED)))
         weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
 }
@@ -372,6 +385,7 @@ bool weft__task_cancelled_before_start_slow(weft_task *t)
 {
     if (!(weft__load_rlx_u32(&t->cancel) & WEFT__CANCEL_COUNT))
         return false;
+    /* Published by the DONE exchange, as in weft__task_returned_slow. */
     weft__or_seq_u32(&t->cancel, WEFT__CANCEL_ENDED);
     t->arg = NULL;
     return true;

@@ -55,7 +55,7 @@ void weft__waiter_wake(struct weft__waiter *w);
  */
 struct weft__timer {
     int64_t deadline_ns;
-    uint32_t index; /* under the heap lock: position, or UINT32_MAX */
+    uint32_t index; /* under the heap lock: position, or WEFT__TIMER_IDLE */
     void (*fire)(struct weft__timer *tm);
 };
 
@@ -106,8 +106,10 @@ static inline int64_t weft__timeout_ns(double seconds)
  *       weft__wait_abandon(&w), return)
  *   rc = weft__wait_block_until(&w, deadline_ns);  // completed, disarmed
  *   unpublish &w (under the source's protocol);
- *   rc: what the source passed (>= 0), WEFT__WAIT_TIMED_OUT, -ENOMEM, or
- *       the interrupt, already as the suspension point must report it
+ *   rc: what the source passed (>= 0, never WEFT__WAIT_TIMED_OUT: a timed
+ *       block tells by that value that its timer fired and needs no
+ *       removal), WEFT__WAIT_TIMED_OUT, -ENOMEM, or the interrupt,
+ *       already as the suspension point must report it
  *
  * With an `interrupt` hook, an interrupt calls the hook (under the task's
  * lock) instead of completing the wait: weft_join uses it to forward the

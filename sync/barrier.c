@@ -1,16 +1,16 @@
 /* weft_barrier: asyncio.Barrier, for tasks and threads.
  *
- * The parties of the current round are the live nodes in the queue: the
- * caller that finds parties - 1 of them completes the round, granting
- * every node in arrival order with its index, and takes the last index
- * itself. A waiter that is interrupted before the round completes leaves
- * the round (as a cancelled asyncio waiter does): its node stops counting
- * as soon as the interrupt claims it, before the waiter has run to unlink
- * it. One interrupted while the round is being completed does not accept
- * its grant and is skipped, so the indices handed out are always 0 .. k
- * without gaps. A
- * round completes at once for all its parties: a caller that arrives
- * after it starts the next round.
+ * The parties of the current round are the live nodes in the queue
+ * (weft__wq_is_live). An arriving caller numbers them in arrival order,
+ * under the qlock, in one pass; if it finds parties - 1, the round is
+ * full: it grants every node, with the number it was given, and takes
+ * parties - 1 itself. A waiter interrupted before that pass leaves the
+ * round (as a cancelled asyncio waiter does): its node stops counting as
+ * soon as the interrupt claims it, before the waiter has run to unlink it.
+ * One interrupted after the pass (an interrupt racing the round's
+ * completion) still counted: it fails its grant and returns its
+ * interrupt, and its index goes unused. A round completes at once for
+ * all its parties: a caller that arrives after it starts the next round.
  */
 #include "sync/sync.h"
 
@@ -44,11 +44,6 @@ int weft_barrier_init(weft_barrier *barrier, unsigned parties)
     return 0;
 }
 
-static void hand_index(struct weft__wq_node *n, void *next)
-{
-    n->value = (long)*(unsigned *)next;
-}
-
 static void hand_broken(struct weft__wq_node *n, void *unused)
 {
     (void)unused;
@@ -70,17 +65,21 @@ static int wait(weft_barrier *barrier, int64_t deadline_ns)
         weft__qlock_release(&b->qlock);
         return -EPIPE;
     }
-    if (weft__wq_count_live(&b->waiters) + 1 < b->parties) {
+    /* Numbering a node that then waits on is harmless: a waiter reads
+     * its value only once granted. */
+    unsigned live = 0;
+    for (struct weft__wq_node *n = b->waiters.head; n; n = n->next)
+        if (weft__wq_is_live(n))
+            n->value = live++;
+    if (live + 1 < b->parties) {
         struct weft__wq_node n;
         int rc = weft__wq_wait(&b->waiters, &n, &b->qlock, deadline_ns, 0);
         return rc ? rc : (int)n.value;
     }
-    unsigned next = 0;
     struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;
-    while (weft__wq_grant_first(&b->waiters, hand_index, &next, &wk))
-        next++;
+    weft__wq_grant_all(&b->waiters, NULL, NULL, &wk);
     weft__qlock_release_wake(&b->qlock, &wk);
-    return (int)next;
+    return (int)live;
 }
 
 int weft_barrier_wait(weft_barrier *b)
@@ -90,9 +89,8 @@ int weft_barrier_wait(weft_barrier *b)
 
 int weft_barrier_wait_timeout(weft_barrier *b, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : wait(b, deadline_ns);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns : wait(b, deadline_ns);
 }
 
 /* Fail the current waiters with -EPIPE; leave the barrier broken or not. */
@@ -139,12 +137,5 @@ bool weft_barrier_broken(const weft_barrier *barrier)
 int weft_barrier_destroy(weft_barrier *barrier)
 {
     struct weft__barrier *b = barrier_of(barrier);
-    if (!b)
-        return -EINVAL;
-    weft__qlock_acquire(&b->qlock);
-    bool busy = !weft__wq_is_empty(&b->waiters);
-    if (!busy)
-        weft__store_rlx_u32(&b->tag, 0);
-    weft__qlock_release(&b->qlock);
-    return busy ? -EBUSY : 0;
+    return b ? weft__sync_destroy(&b->tag, &b->qlock, &b->waiters) : -EINVAL;
 }

@@ -8,10 +8,6 @@
  * section always resumes with the lock held. A waiter interrupted as it is
  * notified does not accept the notification, which goes to the next
  * waiter (weft__wq_grant_first): notify(n) wakes n waiters that return 0.
- *
- * Lock order: the condition's qlock, then the lock's qlock (wait releases
- * the lock while holding the condition's qlock); nothing takes them in the
- * other order.
  */
 #include "sync/sync.h"
 
@@ -44,13 +40,19 @@ int weft_cond_init(weft_cond *cond, weft_lock *lock)
     return 0;
 }
 
-/* The caller holds c->lock. */
+/* The caller holds c->lock. The node is queued before the lock is
+ * released, so a notify (which needs the lock) that follows the release
+ * finds it; the release itself, and the wake it may do, happen outside
+ * the condition's qlock. */
 static int wait_held(struct weft__cond *c, int64_t deadline_ns)
 {
     struct weft__wq_node n;
     weft__qlock_acquire(&c->qlock);
+    int rc = weft__wq_enqueue(&c->waiters, &n, 0);
+    weft__qlock_release(&c->qlock);
     weft__lock_release_held(c->lock);
-    int rc = weft__wq_wait(&c->waiters, &n, &c->qlock, deadline_ns, 0);
+    if (rc == 0)
+        rc = weft__wq_block(&c->waiters, &n, &c->qlock, deadline_ns);
     weft__lock_acquire_uninterruptible(c->lock);
     return rc;
 }
@@ -78,9 +80,9 @@ int weft_cond_wait(weft_cond *cond)
 
 int weft_cond_wait_timeout(weft_cond *cond, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : wait_for(cond, NULL, NULL, deadline_ns);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns
+                           : wait_for(cond, NULL, NULL, deadline_ns);
 }
 
 int weft_cond_wait_for(weft_cond *cond, bool (*pred)(void *), void *arg)
@@ -91,10 +93,9 @@ int weft_cond_wait_for(weft_cond *cond, bool (*pred)(void *), void *arg)
 int weft_cond_wait_for_timeout(weft_cond *cond, bool (*pred)(void *), void *arg,
                                double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    if (err || !pred)
-        return err ? err : -EINVAL;
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    if (deadline_ns < 0 || !pred)
+        return deadline_ns < 0 ? (int)deadline_ns : -EINVAL;
     return wait_for(cond, pred, arg, deadline_ns);
 }
 
@@ -122,12 +123,5 @@ int weft_cond_notify_all(weft_cond *cond)
 int weft_cond_destroy(weft_cond *cond)
 {
     struct weft__cond *c = cond_of(cond);
-    if (!c)
-        return -EINVAL;
-    weft__qlock_acquire(&c->qlock);
-    bool busy = !weft__wq_is_empty(&c->waiters);
-    if (!busy)
-        weft__store_rlx_u32(&c->tag, 0);
-    weft__qlock_release(&c->qlock);
-    return busy ? -EBUSY : 0;
+    return c ? weft__sync_destroy(&c->tag, &c->qlock, &c->waiters) : -EINVAL;
 }

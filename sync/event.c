@@ -81,7 +81,8 @@ static int wait(weft_event *ev, int64_t deadline_ns)
     if (weft__load_acq_u32(&e->set)) /* pairs with the release in set */
         return 0;
     weft__qlock_acquire(&e->qlock);
-    if (e->set) {
+    /* Relaxed load: clear writes it without the qlock. */
+    if (weft__load_rlx_u32(&e->set)) {
         weft__qlock_release(&e->qlock);
         return 0;
     }
@@ -96,20 +97,12 @@ int weft_event_wait(weft_event *ev)
 
 int weft_event_wait_timeout(weft_event *ev, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : wait(ev, deadline_ns);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns : wait(ev, deadline_ns);
 }
 
 int weft_event_destroy(weft_event *ev)
 {
     struct weft__event *e = event_of(ev);
-    if (!e)
-        return -EINVAL;
-    weft__qlock_acquire(&e->qlock);
-    bool busy = !weft__wq_is_empty(&e->waiters);
-    if (!busy)
-        weft__store_rlx_u32(&e->tag, 0);
-    weft__qlock_release(&e->qlock);
-    return busy ? -EBUSY : 0;
+    return e ? weft__sync_destroy(&e->tag, &e->qlock, &e->waiters) : -EINVAL;
 }

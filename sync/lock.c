@@ -1,7 +1,7 @@
 /* weft_lock: asyncio.Lock, shared by tasks and plain threads.
  *
- * One word of state: the holder's identity (weft__sync_self: the task, or
- * the thread) with the WAITERS bit, or 0 when free. An uncontended acquire
+ * One word of state: the holder's identity (self(): the task, or the
+ * thread) with the WAITERS bit, or 0 when free. An uncontended acquire
  * is one CAS (0 -> me) and an uncontended release one CAS (me -> 0), which
  * also proves that the caller holds the lock; only a release that finds
  * WAITERS takes the qlock.
@@ -12,20 +12,22 @@
  * would leave it idle for a wake-up latency on every release, the convoy
  * that makes strict FIFO locks slow between threads. A waiter that loses
  * goes back to the head of the queue; once it has kept losing for more
- * than STARVING_NS it asks for a hand-off, and the next release gives it the
- * lock directly (the releaser writes the waiter's identity into the word,
- * so nobody can barge in between). So no
- * waiter waits much longer than a millisecond plus the waiters ahead of
- * it. This is Go's sync.Mutex policy (normal and starvation modes).
+ * than STARVING_NS it asks for a hand-off, and the next release gives it
+ * the lock directly (the releaser writes the waiter's identity into the
+ * word, so nobody can barge in between). So no waiter waits much longer
+ * than a millisecond plus the waiters ahead of it. This is Go's sync.Mutex
+ * policy (normal and starvation modes).
  *
  * Invariants:
  *  - The owner part: set from 0 by an acquirer's CAS, cleared by the
  *    holder's release, or replaced by the holder at a hand-off. WAITERS:
  *    changed only under the qlock; it is set whenever the queue is
- *    non-empty (a waiter sets it before queuing, and whoever empties the
- *    queue clears it), so a release CAS from exactly `me` can never leave
- *    a waiter queued behind a free lock. While the holder has the qlock,
- *    nobody else can change the word.
+ *    non-empty (a waiter sets it before queuing; a release that empties
+ *    the queue clears it), so a release CAS from exactly `me` can never
+ *    leave a waiter queued behind a free lock. It may stay set on an empty
+ *    queue (an interrupted waiter unlinks itself and leaves it): the next
+ *    release then finds nobody and clears it. While the holder has the
+ *    qlock, nobody else can change the word.
  *  - A waiter woken to compete either takes the lock, or sees it LOCKED
  *    under the qlock and queues again: the holder's release will wake the
  *    next waiter. So a free lock with waiters always has one of them on
@@ -77,9 +79,14 @@ static uintptr_t owner_of(uintptr_t s)
     return s & ~WAITERS;
 }
 
+/* A thread's identity: the address of a TLS word, 8-aligned as the
+ * WAITERS bit needs (a task's is its handle). */
+static __thread uint64_t thread_self;
+
 static uintptr_t self(void)
 {
-    return (uintptr_t)weft__sync_self();
+    weft_task *t = weft__current();
+    return t ? (uintptr_t)t : (uintptr_t)&thread_self;
 }
 
 struct weft__lock *weft__lock_of(weft_lock *lock)
@@ -132,10 +139,15 @@ static __attribute__((noinline)) int acquire_slow(struct weft__lock *l,
                                                   int64_t deadline_ns,
                                                   unsigned flags)
 {
+    /* Free but with waiters queued (0|WAITERS): barge without the qlock,
+     * as a woken waiter does. */
+    if (try_take(l, me))
+        return 0;
     struct weft__wq_node n;
     n.item = (void *)me; /* the identity a hand-off writes into the word */
     n.value = COMPETE;
     unsigned at_head = 0;
+    int64_t since_ns = 0; /* when this waiter was first passed over */
     for (;;) {
         weft__qlock_acquire(&l->qlock);
         if (take_or_mark_locked(l, me)) {
@@ -153,9 +165,9 @@ static __attribute__((noinline)) int acquire_slow(struct weft__lock *l,
          * spent queued behind other waiters is not starvation.) */
         int64_t now = weft__now_ns();
         if (!at_head)
-            n.since_ns = now;
+            since_ns = now;
         at_head = WEFT__WQ_AT_HEAD;
-        if (now - n.since_ns > STARVING_NS)
+        if (now - since_ns > STARVING_NS)
             n.value = WANT_HANDOFF;
     }
 }
@@ -178,9 +190,8 @@ int weft_lock_acquire(weft_lock *lock)
 
 int weft_lock_acquire_timeout(weft_lock *lock, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : acquire(lock, deadline_ns);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns : acquire(lock, deadline_ns);
 }
 
 int weft_lock_acquire_nowait(weft_lock *lock)
@@ -209,8 +220,11 @@ static void wake_locked(struct weft__lock *l, struct weft__wq_wakes *wk)
     while ((n = weft__wq_pop(&l->waiters))) {
         uintptr_t waiters = weft__wq_is_empty(&l->waiters) ? 0 : WAITERS;
         if (held) {
-            /* Release store: nobody else changes the word while we hold
-             * both the lock and the qlock. */
+            /* A store, not a CAS: nobody else changes the word while we
+             * hold both the lock and the qlock. Release: publishes the
+             * critical section to the next holder's CAS (try_take, the
+             * fast path) or, at a hand-off, to the waiter through the
+             * grant's wake. */
             bool handoff = n->value == WANT_HANDOFF;
             n->value = handoff ? HANDED : COMPETE;
             uintptr_t next = handoff ? (uintptr_t)n->item : 0;
@@ -231,16 +245,20 @@ static void wake_locked(struct weft__lock *l, struct weft__wq_wakes *wk)
         weft__store_rel_ptr(&l->state, NULL);
 }
 
-void weft__lock_release_held(struct weft__lock *l)
+/* The holder's release when WAITERS is set. */
+static __attribute__((noinline)) void release_slow(struct weft__lock *l)
 {
-    uintptr_t me = self();
-    /* Fails only when WAITERS is set. */
-    if (WEFT_LIKELY(cas(l, me, 0)))
-        return;
     struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;
     weft__qlock_acquire(&l->qlock);
     wake_locked(l, &wk);
     weft__qlock_release_wake(&l->qlock, &wk);
+}
+
+void weft__lock_release_held(struct weft__lock *l)
+{
+    /* Fails only when WAITERS is set. */
+    if (WEFT_UNLIKELY(!cas(l, self(), 0)))
+        release_slow(l);
 }
 
 bool weft__lock_held_by_me(const struct weft__lock *l)
@@ -259,7 +277,7 @@ int weft_lock_release(weft_lock *lock)
     /* Only the holder can find its own identity in the word. */
     if (owner_of(load(l)) != me)
         return -EPERM;
-    weft__lock_release_held(l);
+    release_slow(l);
     return 0;
 }
 

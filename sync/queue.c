@@ -208,7 +208,6 @@ static void admit_putter(struct weft__queue *q, struct weft__wq_wakes *wk)
             return;
         struct weft__wq_node *n = weft__wq_pop(&q->putters);
         void *item = n->item; /* n is the putter's once granted */
-        n->value = 0;
         if (weft__wq_grant(n, wk))
             (void)push(q, item); /* cannot fail: there is room */
     }
@@ -246,9 +245,9 @@ int weft_queue_put(weft_queue *q, void *item)
 
 int weft_queue_put_timeout(weft_queue *q, void *item, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : put(q, item, deadline_ns, false);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns
+                           : put(q, item, deadline_ns, false);
 }
 
 int weft_queue_put_nowait(weft_queue *q, void *item)
@@ -289,9 +288,9 @@ int weft_queue_get(weft_queue *q, void **item)
 
 int weft_queue_get_timeout(weft_queue *q, void **item, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : get(q, item, deadline_ns, false);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns
+                           : get(q, item, deadline_ns, false);
 }
 
 int weft_queue_get_nowait(weft_queue *q, void **item)
@@ -347,9 +346,8 @@ int weft_queue_join(weft_queue *q)
 
 int weft_queue_join_timeout(weft_queue *q, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : join(q, deadline_ns);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns : join(q, deadline_ns);
 }
 
 int weft_queue_shutdown(weft_queue *queue, bool immediate)

@@ -82,9 +82,9 @@ int weft_sem_acquire(weft_sem *sem)
 
 int weft_sem_acquire_timeout(weft_sem *sem, double seconds)
 {
-    int64_t deadline_ns;
-    int err = weft__sync_deadline(seconds, &deadline_ns);
-    return err ? err : acquire(sem, deadline_ns, false);
+    int64_t deadline_ns = weft__timeout_ns(seconds);
+    return deadline_ns < 0 ? (int)deadline_ns
+                           : acquire(sem, deadline_ns, false);
 }
 
 int weft_sem_acquire_nowait(weft_sem *sem)
@@ -117,12 +117,5 @@ long weft_sem_value(const weft_sem *sem)
 int weft_sem_destroy(weft_sem *sem)
 {
     struct weft__sem *s = sem_of(sem);
-    if (!s)
-        return -EINVAL;
-    weft__qlock_acquire(&s->qlock);
-    bool busy = !weft__wq_is_empty(&s->waiters);
-    if (!busy)
-        weft__store_rlx_u32(&s->tag, 0);
-    weft__qlock_release(&s->qlock);
-    return busy ? -EBUSY : 0;
+    return s ? weft__sync_destroy(&s->tag, &s->qlock, &s->waiters) : -EINVAL;
 }

@@ -33,7 +33,6 @@
 typedef uint32_t weft__qlock;
 
 void weft__qlock_acquire_slow(weft__qlock *l);
-void weft__qlock_wake(weft__qlock *l);
 
 static inline void weft__qlock_init(weft__qlock *l)
 {
@@ -53,7 +52,7 @@ static inline void weft__qlock_release(weft__qlock *l)
     /* Seq exchange (release is what matters): publishes the critical
      * section; 2 means a contender may be asleep. */
     if (WEFT_UNLIKELY(weft__xchg_seq_u32(l, 0) == 2))
-        weft__qlock_wake(l);
+        weft__futex_wake(l, 1);
 }
 
 /* --------------------------------------------------------------------------
@@ -69,7 +68,6 @@ struct weft__wq_node {
      * putter's item is written by the putter before it queues. */
     void *item;
     long value;
-    int64_t since_ns; /* the lock: when this waiter was first passed over */
 };
 
 struct weft__wq {
@@ -129,10 +127,10 @@ weft__wq_grant_first(struct weft__wq *q,
                      void (*fill)(struct weft__wq_node *, void *), void *arg,
                      struct weft__wq_wakes *wk);
 
-/* Grant every node of q; how many accepted. */
-int weft__wq_grant_all(struct weft__wq *q,
-                       void (*fill)(struct weft__wq_node *, void *), void *arg,
-                       struct weft__wq_wakes *wk);
+/* Grant every node of q. */
+void weft__wq_grant_all(struct weft__wq *q,
+                        void (*fill)(struct weft__wq_node *, void *), void *arg,
+                        struct weft__wq_wakes *wk);
 
 void weft__wq_wake_all(struct weft__wq_node *head);
 
@@ -150,26 +148,47 @@ static inline void weft__qlock_release_wake(weft__qlock *l,
 #define WEFT__WQ_NO_INTERRUPT 2u /* cancellation and scopes do not end it */
 #define WEFT__WQ_STEALABLE    4u /* a woken task may run on any worker */
 
-/* Queue n (at the tail, or at the head with WEFT__WQ_AT_HEAD) and wait
- * until it is granted or the wait is interrupted. Caller holds l
- * and has found that it must wait; l is released while waiting and is not
- * held on return. Returns 0 when granted (n->item and n->value hold what
- * the granter handed over), or, with n off the queue: -ECANCELED,
+/* A wait in two steps, for a caller with something to do between queuing
+ * and blocking (the condition releases the user's lock there).
+ *
+ * weft__wq_enqueue: caller holds the qlock and has found that it must
+ * wait. Queues n (at the tail, or at the head with WEFT__WQ_AT_HEAD) and
+ * returns 0, or returns the task's pending interrupt with nothing queued.
+ * The qlock stays held.
+ *
+ * weft__wq_block: the qlock l is not held. Waits until n is granted or the
+ * wait is interrupted. Returns 0 when granted (n->item and n->value hold
+ * what the granter handed over), or, with n off the queue: -ECANCELED,
  * -ETIMEDOUT (a scope, or deadline_ns passed), -ENOMEM (a task's deadline
- * needed a timer). A task with an interrupt already pending does not wait
- * at all. */
-int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
-                  int64_t deadline_ns, unsigned flags);
+ * needed a timer). */
+int weft__wq_enqueue(struct weft__wq *q, struct weft__wq_node *n,
+                     unsigned flags);
+int weft__wq_block(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
+                   int64_t deadline_ns);
 
-/* The identity of the calling task, or of the calling thread (8-aligned,
- * as weft_lock's word needs). */
-extern __thread uint64_t weft__sync_thread_self;
-
-static inline const void *weft__sync_self(void)
+/* Both, releasing the qlock in between: the usual wait. Caller holds l;
+ * it is not held on return. */
+static inline int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n,
+                                weft__qlock *l, int64_t deadline_ns,
+                                unsigned flags)
 {
-    weft_task *t = weft__current();
-    return t ? (const void *)t : (const void *)&weft__sync_thread_self;
+    int rc = weft__wq_enqueue(q, n, flags);
+    weft__qlock_release(l);
+    return rc ? rc : weft__wq_block(q, n, l, deadline_ns);
 }
+
+/* Whether n's wait is still open: not claimed by an interrupter or the
+ * deadline that beat the granters. Relaxed: a node claimed right after
+ * this read is an interrupt racing the grant, which the grant's own CAS
+ * decides. Caller holds the qlock. */
+static inline bool weft__wq_is_live(const struct weft__wq_node *n)
+{
+    return weft__load_rlx_u32((uint32_t *)&n->wait.claimed) == 0;
+}
+
+/* destroy for a primitive that is busy exactly while q has waiters: under
+ * l, clear *tag unless it is. 0, or -EBUSY (the primitive stays usable). */
+int weft__sync_destroy(uint32_t *tag, weft__qlock *l, const struct weft__wq *q);
 
 /* Validity tags: a primitive's tag is written by init and cleared by
  * destroy; calls check it, so use before init or after destroy returns
@@ -186,10 +205,6 @@ static inline bool weft__tag_ok(const uint32_t *tag, uint32_t want)
 {
     return weft__load_rlx_u32((uint32_t *)tag) == want;
 }
-
-/* "seconds" of a _timeout call as a deadline: 0 and WEFT__NEVER ok,
- * -EINVAL for negative or NaN. */
-int weft__sync_deadline(double seconds, int64_t *deadline_ns);
 
 /* The lock internals a condition variable needs (lock.c). */
 struct weft__lock;

@@ -47,11 +47,6 @@ void weft__qlock_acquire_slow(weft__qlock *l)
         weft__futex_wait(l, 2);
 }
 
-void weft__qlock_wake(weft__qlock *l)
-{
-    weft__futex_wake(l, 1);
-}
-
 static void link_node(struct weft__wq *q, struct weft__wq_node *n, bool at_head)
 {
     n->queued = true;
@@ -91,9 +86,7 @@ size_t weft__wq_count_live(const struct weft__wq *q)
 {
     size_t n = 0;
     for (const struct weft__wq_node *x = q->head; x; x = x->next)
-        /* Relaxed: a node claimed after this read is a race with the
-         * interrupt that the caller resolves by granting (the claim). */
-        n += weft__load_rlx_u32((uint32_t *)&x->wait.claimed) == 0;
+        n += weft__wq_is_live(x);
     return n;
 }
 
@@ -120,14 +113,12 @@ struct weft__wq_node *weft__wq_grant_first(struct weft__wq *q,
     return NULL;
 }
 
-int weft__wq_grant_all(struct weft__wq *q,
-                       void (*fill)(struct weft__wq_node *, void *), void *arg,
-                       struct weft__wq_wakes *wk)
+void weft__wq_grant_all(struct weft__wq *q,
+                        void (*fill)(struct weft__wq_node *, void *), void *arg,
+                        struct weft__wq_wakes *wk)
 {
-    int granted = 0;
     while (weft__wq_grant_first(q, fill, arg, wk))
-        granted++;
-    return granted;
+        ;
 }
 
 void weft__wq_wake_all(struct weft__wq_node *head)
@@ -138,8 +129,8 @@ void weft__wq_wake_all(struct weft__wq_node *head)
     }
 }
 
-int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
-                  int64_t deadline_ns, unsigned flags)
+int weft__wq_enqueue(struct weft__wq *q, struct weft__wq_node *n,
+                     unsigned flags)
 {
     weft__wait_init(&n->wait, NULL, NULL);
     n->wait.waiter.stealable = flags & WEFT__WQ_STEALABLE;
@@ -147,13 +138,17 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
      * through the task's t->wait): only a grant or the deadline ends it. */
     int rc = (flags & WEFT__WQ_NO_INTERRUPT) ? 0 : weft__wait_arm(&n->wait);
     if (rc) { /* interrupted already: never queued */
-        weft__qlock_release(l);
         weft__wait_abandon(&n->wait);
         return rc;
     }
     link_node(q, n, flags & WEFT__WQ_AT_HEAD);
-    weft__qlock_release(l);
-    rc = weft__wait_block_until(&n->wait, deadline_ns);
+    return 0;
+}
+
+int weft__wq_block(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
+                   int64_t deadline_ns)
+{
+    int rc = weft__wait_block_until(&n->wait, deadline_ns);
     if (rc == 0)
         return 0; /* granted: the granter popped n */
     weft__qlock_acquire(l);
@@ -163,12 +158,12 @@ int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
     return rc == WEFT__WAIT_TIMED_OUT ? -ETIMEDOUT : rc;
 }
 
-__thread uint64_t weft__sync_thread_self;
-
-int weft__sync_deadline(double seconds, int64_t *deadline_ns)
+int weft__sync_destroy(uint32_t *tag, weft__qlock *l, const struct weft__wq *q)
 {
-    if (isnan(seconds) || seconds < 0)
-        return -EINVAL;
-    *deadline_ns = weft__after_ns(seconds);
-    return 0;
+    weft__qlock_acquire(l);
+    bool busy = !weft__wq_is_empty(q);
+    if (!busy)
+        weft__store_rlx_u32(tag, 0);
+    weft__qlock_release(l);
+    return busy ? -EBUSY : 0;
 }

@@ -622,6 +622,55 @@ START_TEST(barrier_stress_rounds_of_tasks_and_threads_are_permutations)
 }
 END_TEST
 
+/* Two threads call a 2-party barrier with bounds of tens of microseconds,
+ * so that a deadline often claims a waiter just as the other arrives. */
+struct short_rounds {
+    weft_barrier b;
+    int calls;
+    atomic_long got[2]; /* returns of index 0 and of index 1 */
+};
+
+static void *short_rounds_party(void *arg)
+{
+    struct short_rounds *s = arg;
+    uint64_t rng = tu_seed("barrier_short_rounds") | 1;
+    for (int i = 0; i < s->calls; i++) {
+        /* Arrivals spread wider than the bound plus the futex's timer
+         * slack (50 us), so that deadlines often fire just as the other
+         * party arrives. */
+        tu_spin_random(&rng, 100000);
+        int rc = weft_barrier_wait_timeout(&s->b, 20e-6);
+        TU_ASSERT(rc == 0 || rc == 1 || rc == -ETIMEDOUT);
+        if (rc >= 0)
+            atomic_fetch_add(&s->got[rc], 1);
+    }
+    return NULL;
+}
+
+START_TEST(barrier_timeouts_racing_the_last_arrival_never_release_a_lone_caller)
+{
+    /* Every 0 belongs to a full round, whose last arrival returned 1; a
+     * waiter whose deadline fires as the other arrives may still count
+     * (it returns -ETIMEDOUT, and that round's 0 goes unused), but a
+     * caller must never pass alone. So there are never more 0s than 1s. */
+    static struct short_rounds s;
+    ck_assert_int_eq(weft_barrier_init(&s.b, 2), 0);
+    s.calls = TU_SCALE(20000, 10000, 5000);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, short_rounds_party, &s),
+                         0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    long zeros = atomic_load(&s.got[0]), ones = atomic_load(&s.got[1]);
+    fprintf(stderr, "barrier short rounds: %ld x 0, %ld x 1 of %d calls\n",
+            zeros, ones, 2 * s.calls);
+    ck_assert_msg(zeros <= ones, "%ld lone callers passed the barrier",
+                  zeros - ones);
+    ck_assert_int_eq(weft_barrier_destroy(&s.b), 0);
+}
+END_TEST
+
 static Suite *barrier_suite(void)
 {
     Suite *s = suite_create("barrier");
@@ -661,6 +710,9 @@ static Suite *barrier_suite(void)
     tcase_add_test(tc,
                    barrier_wait_in_an_expired_timeout_scope_returns_etimedout);
     tcase_add_test(tc, barrier_wait_timeout_expires_and_leaves_the_round);
+    tcase_add_test(
+        tc,
+        barrier_timeouts_racing_the_last_arrival_never_release_a_lone_caller);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
 
