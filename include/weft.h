@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -777,6 +779,241 @@ WEFT_API unsigned weft_barrier_n_waiting(const weft_barrier *b);
 WEFT_API bool weft_barrier_broken(const weft_barrier *b);
 /** Returns 0, -EBUSY (waited on) or -EINVAL. */
 WEFT_API int weft_barrier_destroy(weft_barrier *b);
+
+/* ---------------------------------------------------------------------------
+ * I/O on file descriptors (io/fd.c)
+ *
+ * Coroutine-aware read, write, accept and connect on any non-blocking fd:
+ * sockets, pipes, eventfds. From a task, a call that would block (EAGAIN)
+ * parks the task until the runtime's reactor (one epoll instance per
+ * runtime, edge-triggered) sees the fd ready, and the worker runs other
+ * tasks meanwhile. From a plain thread the same call blocks the thread in
+ * poll(2). The fd must be O_NONBLOCK for a task's call (a blocking fd would
+ * block the worker): weft_fd_set_nonblocking does it, and every fd that
+ * weft creates (accept, streams, servers) is non-blocking and close-on-exec.
+ *
+ * Every call that suspends honours cancellation (-ECANCELED) and timeout
+ * scopes (-ETIMEDOUT), and loses nothing when interrupted: a read either
+ * returned its bytes or left them in the kernel, an accepted connection is
+ * either returned or still queued.
+ *
+ * An fd is registered with a reactor the first time a task waits on it,
+ * and stays registered. Close an fd that tasks have waited on with
+ * weft_fd_close (or call weft_fd_forget before close(2)): the kernel may
+ * give the same number to the next fd, and weft must know it is new.
+ * weft_fd_close also wakes tasks still waiting on the fd with -EBADF.
+ * A task cannot wait on fds numbered 2^20 or above (-EMFILE).
+ *
+ * SIGPIPE never kills the process: writes to sockets use MSG_NOSIGNAL, and
+ * weft ignores SIGPIPE when it creates its first runtime (unless the program
+ * installed a handler), so writes to pipes get -EPIPE.
+ */
+
+/** Readiness for weft_fd_wait: either or both. */
+#define WEFT_READABLE 1
+#define WEFT_WRITABLE 2
+
+/** Wait until fd is readable and/or writable (an error or hang-up counts as
+ * both), or `timeout` seconds (WEFT_FOREVER: none) pass. Suspends a task;
+ * blocks a thread. Returns the ready subset of `events` (> 0), or
+ * -ETIMEDOUT, -ECANCELED, -EBADF (fd < 0, or closed by weft_fd_close while
+ * waited on), -EINVAL (events not 1..3, timeout negative or NaN),
+ * -ENOMEM. */
+WEFT_API WEFT_NODISCARD int weft_fd_wait(int fd, int events, double timeout);
+
+/** read(2) that suspends while nothing is available. Returns the bytes
+ * read (> 0), 0 at end of file, or a negative errno (-ECONNRESET, ...). */
+WEFT_API WEFT_NODISCARD ssize_t weft_fd_read(int fd, void *buf, size_t n);
+/** write(2) that suspends while nothing can be written; a partial write
+ * returns what it wrote (> 0). Sockets get MSG_NOSIGNAL. */
+WEFT_API WEFT_NODISCARD ssize_t weft_fd_write(int fd, const void *buf,
+                                              size_t n);
+/** Write all n bytes, suspending as often as needed. Returns 0, or a
+ * negative errno; *written (may be NULL) says how many went out either
+ * way, so an interrupted write loses track of nothing. */
+WEFT_API WEFT_NODISCARD int weft_fd_write_all(int fd, const void *buf, size_t n,
+                                              size_t *written);
+/** accept4(2) that suspends until a connection arrives. The new fd is
+ * non-blocking and close-on-exec. addr and len may be NULL. Returns the fd
+ * or a negative errno. */
+WEFT_API WEFT_NODISCARD int weft_fd_accept(int fd, struct sockaddr *addr,
+                                           socklen_t *len);
+/** connect(2) on a non-blocking socket, suspending until the connection is
+ * made or fails. Returns 0 or a negative errno (-ECONNREFUSED,
+ * -ETIMEDOUT, -ECANCELED, ...). An interrupted connect leaves the socket
+ * half-connected: close it. */
+WEFT_API WEFT_NODISCARD int weft_fd_connect(int fd, const struct sockaddr *addr,
+                                            socklen_t len);
+/** Set O_NONBLOCK. 0 or a negative errno. */
+WEFT_API int weft_fd_set_nonblocking(int fd);
+/** Forget everything weft knows of fd (its reactor registration), waking
+ * its waiters with -EBADF; the fd stays open. 0 or -EBADF (fd < 0). */
+WEFT_API int weft_fd_forget(int fd);
+/** weft_fd_forget, then close(2). 0 or a negative errno. */
+WEFT_API int weft_fd_close(int fd);
+
+/* ---------------------------------------------------------------------------
+ * Buffered streams (io/stream.c): asyncio's StreamReader and StreamWriter
+ * in one object over a connected socket.
+ *
+ * Reading: one reader at a time (a second concurrent reader gets -EBUSY,
+ * as asyncio raises RuntimeError). Bytes received stay in the stream's
+ * buffer until a read returns them, so a read interrupted by cancel or a
+ * timeout scope loses nothing: the next read sees the same bytes.
+ *
+ * Writing: weft_stream_write never suspends; what the socket does not take
+ * at once is buffered and sent in the background by a task of the
+ * stream's runtime. weft_stream_drain waits while more than the high-water
+ * mark (64 KiB by default, as asyncio) is buffered, until it falls to the
+ * low-water mark (a quarter of it). Any task or thread may write.
+ *
+ * Distinct codes: -ENODATA from readexactly/readuntil at end of stream
+ * before the request is met (asyncio's IncompleteReadError; the bytes that
+ * did arrive stay readable); -EMSGSIZE when no separator is found within
+ * the limit (LimitOverrunError; the data stays in the buffer).
+ */
+
+typedef struct weft_stream weft_stream;
+
+typedef struct weft_stream_opts {
+    size_t limit;      /**< readuntil/readline limit; 0: 64 KiB */
+    size_t high_water; /**< drain's high-water mark; 0: 64 KiB */
+    size_t low_water;  /**< 0: high_water / 4 */
+} weft_stream_opts;
+
+/** Wrap a connected, non-blocking socket; the stream owns it from now on
+ * (also on failure: it is closed). opts may be NULL. Callable from a task
+ * or a thread. 0, or -EINVAL, -ENOMEM. */
+WEFT_API WEFT_NODISCARD int
+weft_stream_new(int fd, const weft_stream_opts *opts, weft_stream **out);
+/** Up to n bytes (n > 0): what is buffered, else suspend until something
+ * arrives. Returns the count (> 0), 0 at end of stream, or a negative
+ * errno. */
+WEFT_API WEFT_NODISCARD ssize_t weft_stream_read(weft_stream *s, void *buf,
+                                                 size_t n);
+/** Exactly n bytes. Returns n; -ENODATA at end of stream before n bytes
+ * (they stay readable); or a negative errno (the bytes stay buffered). */
+WEFT_API WEFT_NODISCARD ssize_t weft_stream_readexactly(weft_stream *s,
+                                                        void *buf, size_t n);
+/** Read up to and including the separator sep[0..seplen). Returns the
+ * length copied into buf, separator included. -EMSGSIZE if the separator
+ * does not end within min(cap, the stream's limit) bytes; -ENODATA at end
+ * of stream without it. Both leave the data in the buffer. */
+WEFT_API WEFT_NODISCARD ssize_t weft_stream_readuntil(weft_stream *s,
+                                                      const void *sep,
+                                                      size_t seplen, void *buf,
+                                                      size_t cap);
+/** readuntil "\n", except that at end of stream it returns what is left
+ * (possibly 0 bytes) instead of -ENODATA, as asyncio's readline. */
+WEFT_API WEFT_NODISCARD ssize_t weft_stream_readline(weft_stream *s, void *buf,
+                                                     size_t cap);
+/** Whether end of stream was reached and the buffer is empty. */
+WEFT_API bool weft_stream_at_eof(weft_stream *s);
+/** Buffer n bytes for sending. Never suspends. 0, or -EPIPE (closed or
+ * write_eof called), -ECONNRESET and the like (the connection failed
+ * earlier), -ENOMEM. */
+WEFT_API WEFT_NODISCARD int weft_stream_write(weft_stream *s, const void *buf,
+                                              size_t n);
+/** Suspends while the buffer is above the high-water mark, until it is
+ * at or below the low-water mark. 0, or the connection's error, or
+ * -ECANCELED / -ETIMEDOUT (nothing buffered is lost). */
+WEFT_API WEFT_NODISCARD int weft_stream_drain(weft_stream *s);
+/** Bytes buffered and not yet sent. */
+WEFT_API size_t weft_stream_buffered(weft_stream *s);
+/** Half-close: shut down the sending side once the buffer is sent. */
+WEFT_API int weft_stream_write_eof(weft_stream *s);
+/** Start closing: stop reading, send what is buffered, then close the
+ * socket. Never suspends. 0 or -EINVAL. */
+WEFT_API int weft_stream_close(weft_stream *s);
+/** Suspends until a closed stream's buffer is sent and its socket closed.
+ * Returns 0 or the error that stopped the sending. */
+WEFT_API WEFT_NODISCARD int weft_stream_wait_closed(weft_stream *s);
+/** Free the stream. If it is not closed yet it is aborted: the socket is
+ * closed at once and unsent bytes are dropped (transport.abort()); close
+ * and wait_closed first for an orderly end. */
+WEFT_API void weft_stream_free(weft_stream *s);
+/** The socket's peer / local address (getpeername / getsockname). */
+WEFT_API int weft_stream_peername(weft_stream *s, struct sockaddr_storage *addr,
+                                  socklen_t *len);
+WEFT_API int weft_stream_sockname(weft_stream *s, struct sockaddr_storage *addr,
+                                  socklen_t *len);
+/** The socket (still owned by the stream). */
+WEFT_API int weft_stream_fd(const weft_stream *s);
+
+/* ---------------------------------------------------------------------------
+ * Connections and servers (io/server.c)
+ *
+ * Host names are resolved with getaddrinfo on the blocking pool (never on a
+ * worker); a resolution failure returns WEFT_EAI(code), a code below
+ * -WEFT_EAI_BASE that weft_strerror names (WEFT_EAI(EAI_NONAME): unknown
+ * host). IPv4 and IPv6 both work; NULL or "" as a server's host means
+ * every interface.
+ */
+
+#define WEFT_EAI_BASE 20000
+/** The weft code for getaddrinfo's result `eai` (negative in glibc). */
+#define WEFT_EAI(eai) (-WEFT_EAI_BASE + (eai))
+
+/** Connect to host:port, trying every resolved address in order. Suspends.
+ * Callable from a task (or a thread, which blocks). Honours cancel and
+ * timeout scopes. 0 with *out set, or -ECONNREFUSED, -ETIMEDOUT,
+ * -ECANCELED, WEFT_EAI(...), -EINVAL (port outside 0..65535, NULL out). */
+WEFT_API WEFT_NODISCARD int weft_open_connection(const char *host, int port,
+                                                 weft_stream **out);
+WEFT_API WEFT_NODISCARD int
+weft_open_connection_ex(const char *host, int port,
+                        const weft_stream_opts *opts, weft_stream **out);
+
+typedef struct weft_server weft_server;
+/** Runs as its own task, one per connection. The server closes (flushing
+ * what is buffered) and frees the stream when it returns. */
+typedef void (*weft_conn_fn)(weft_stream *s, void *arg);
+
+typedef struct weft_server_opts {
+    int backlog;             /**< listen(2) backlog; 0: 511 */
+    bool reuse_port;         /**< SO_REUSEPORT (SO_REUSEADDR is always set) */
+    weft_stream_opts stream; /**< for each connection's stream */
+} weft_server_opts;
+
+/** Listen on host:port (port 0: a free one, see weft_server_port) and
+ * start accepting: each connection runs cb(stream, arg) in a new task of
+ * the caller's runtime. Callable from a task. 0 with *out set, or a
+ * negative errno (-EADDRINUSE, WEFT_EAI(...), -EINVAL, -EPERM from a plain
+ * thread). */
+WEFT_API WEFT_NODISCARD int weft_start_server(const char *host, int port,
+                                              weft_conn_fn cb, void *arg,
+                                              weft_server **out);
+WEFT_API WEFT_NODISCARD int weft_start_server_ex(const char *host, int port,
+                                                 weft_conn_fn cb, void *arg,
+                                                 const weft_server_opts *opts,
+                                                 weft_server **out);
+/** The port the server listens on (the first address's). */
+WEFT_API int weft_server_port(const weft_server *srv);
+/** Suspends until the server is closed; -ECANCELED/-ETIMEDOUT on
+ * interrupt (the server keeps serving). */
+WEFT_API WEFT_NODISCARD int weft_server_serve_forever(weft_server *srv);
+/** Stop accepting; connections being served go on. Never suspends. */
+WEFT_API int weft_server_close(weft_server *srv);
+/** Suspends until the server is closed and every connection's task has
+ * returned (asyncio 3.12). 0 or -ECANCELED/-ETIMEDOUT. */
+WEFT_API WEFT_NODISCARD int weft_server_wait_closed(weft_server *srv);
+/** Free a server after weft_server_wait_closed returned 0. */
+WEFT_API void weft_server_free(weft_server *srv);
+
+/* ---------------------------------------------------------------------------
+ * Offloading blocking work (io/offload.c)
+ */
+
+/** Run fn(arg) on a thread of the blocking pool (at most min(32, CPUs + 4)
+ * threads, as asyncio's default executor; process-wide, threads started
+ * on demand and retired after a while idle) and suspend until it returns;
+ * its return value goes to *result (may be NULL). From a plain thread, fn
+ * runs on the calling thread. Returns 0; -ECANCELED or -ETIMEDOUT at once
+ * when the caller is interrupted, in which case fn still runs to the end
+ * on its thread and its result is dropped (asyncio does the same: a
+ * thread cannot be cancelled); -EINVAL (fn NULL); -ENOMEM. */
+WEFT_API WEFT_NODISCARD int weft_to_thread(weft_fn fn, void *arg,
+                                           void **result);
 
 /* ---------------------------------------------------------------------------
  * Errors

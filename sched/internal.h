@@ -311,9 +311,6 @@ struct weft__timers {
     uint32_t len, cap;         /* under lock */
     int64_t sleep_until;       /* under lock: the thread's wake-up, or NEVER */
     bool stop;                 /* under lock */
-    /* Any thread, atomic: the thread's futex word, bumped (under lock)
-     * when an earlier deadline or stop needs it awake. */
-    uint32_t seq;
     pthread_t thread;
 };
 
@@ -482,6 +479,9 @@ struct weft_runtime {
 
     struct weft__timers timers;
     bool timers_started; /* immutable after weft_runtime_new */
+    /* The I/O reactor (io/reactor.c), whose thread is the timer thread.
+     * Immutable after weft_runtime_new. */
+    struct weft__reactor *reactor;
 
     /* Shutdown (runtime.c). */
     uint32_t stop;       /* atomic: workers exit when set */

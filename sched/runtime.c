@@ -22,10 +22,12 @@
  * thread is safe before, during and after weft_runtime_free.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "io/reactor.h"
 #include "sched/alloc.h"
 #include "sched/internal.h"
 
@@ -58,6 +60,8 @@ static void runtime_release(weft_runtime *rt, unsigned launched)
     weft__worker_stop_all(rt, launched);
     if (rt->timers_started)
         weft__timers_stop(rt);
+    if (rt->reactor)
+        weft__reactor_free(rt->reactor);
     for (unsigned i = 0; i < rt->nworkers; i++)
         weft__worker_free(rt->workers[i]);
     weft__stack_pool_destroy(&rt->stacks);
@@ -118,6 +122,11 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_free;
     weft__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
+    if ((err = weft__reactor_new(&rt->nr_parked, &rt->reactor)) < 0) {
+        runtime_release(rt, 0);
+        errno = -err;
+        return NULL;
+    }
     if (weft__timers_start(rt) < 0) {
         runtime_release(rt, 0);
         errno = EAGAIN;
@@ -203,6 +212,11 @@ weft_runtime *weft_runtime_current(void)
     return w && w->current ? w->rt : NULL;
 }
 
+struct weft__reactor *weft__runtime_reactor(weft_runtime *rt)
+{
+    return rt->reactor;
+}
+
 unsigned weft_runtime_workers(const weft_runtime *rt)
 {
     return rt ? rt->nworkers : 0;
@@ -212,6 +226,10 @@ const char *weft_strerror(int err)
 {
     if (err == 0)
         return "success";
+    /* Name resolution (weft.h, WEFT_EAI): glibc's EAI codes are small
+     * negative numbers, and gai_strerror returns constant strings. */
+    if (err < -WEFT_EAI_BASE && err > -WEFT_EAI_BASE - 200)
+        return gai_strerror(err + WEFT_EAI_BASE);
     if (err < 0)
         err = -err;
     /* glibc's strerror is thread-safe for known codes (it returns constant

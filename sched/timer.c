@@ -1,9 +1,11 @@
 /* Timers: one binary min-heap of deadlines per runtime, and a thread that
- * sleeps until the earliest one and fires it. The heap points to nodes it
- * does not own. Every timed wait of a task (weft_sleep, the sync waits'
- * timeouts, the combinators' time limits) embeds its node in its struct
- * weft__wait, on the task's stack (weft__wait_block_timed, cancel.c); each
- * open timeout scope has its node in its struct weft__scope, on the heap
+ * sleeps until the earliest one and fires it. That thread is the runtime's
+ * I/O reactor thread (io/reactor.c): it sleeps in epoll, bounded by the
+ * earliest deadline, and also turns fd readiness into ready tasks. The heap
+ * points to nodes it does not own. Every timed wait of a task (weft_sleep, the
+ * sync waits' timeouts, the combinators' time limits) embeds its node in its
+ * struct weft__wait, on the task's stack (weft__wait_block_timed, cancel.c);
+ * each open timeout scope has its node in its struct weft__scope, on the heap
  * (timeout.c). A timed wait costs one node and one heap slot. Plain
  * threads do not use the heap: their deadline is their futex's timeout.
  *
@@ -11,18 +13,20 @@
  * worker runs a task that does not yield for a while. The thread fires a
  * timer by completing a wait or by expiring a scope, which interrupts its
  * task; either makes the task ready through the injection queue and wakes
- * a worker (worker.c). The reactor of DESIGN.md section 4 will own this
- * heap and bound its epoll_wait by the earliest deadline.
+ * a worker (worker.c). The heap stays here, in sched/, and the loop with
+ * it, because it runs under the heap's lock; the reactor only provides the
+ * sleep (weft__reactor_wait) and the wake-up (weft__reactor_wake).
  *
  * Invariants: the heap, every node's index, and the thread's sleep_until
  * are under `lock`. fire() runs with `lock` held, so a weft__timer_del
  * that returns has seen the node either still in the heap (and removed it:
- * it will never fire) or already fired (completely). The thread sleeps on
- * `seq` with an absolute deadline; an add that becomes the new earliest
- * deadline bumps `seq` under the lock and wakes it.
+ * it will never fire) or already fired (completely). The thread sleeps in
+ * the reactor until sleep_until; an add that becomes the new earliest
+ * deadline lowers sleep_until under the lock and wakes the reactor.
  *
  * Precision: the thread's timer slack is set to 1 ns (the default, 50 us,
- * would make a 1 ms sleep 5% late on average).
+ * would make a 1 ms sleep 5% late on average), and the reactor's wait
+ * takes nanoseconds (epoll_pwait2).
  */
 #include <errno.h>
 #include <math.h>
@@ -30,6 +34,7 @@
 #include <sys/prctl.h>
 #include <time.h>
 
+#include "io/reactor.h"
 #include "sched/alloc.h"
 #include "sched/internal.h"
 
@@ -127,15 +132,13 @@ static int heap_grow(struct weft__timers *h)
     return 0;
 }
 
-/* Caller holds the lock. Wake the thread if it sleeps past `deadline`. */
+/* Caller holds the lock. Whether the thread sleeps past `deadline` and
+ * must be woken (once per earlier deadline). */
 static bool need_wake(struct weft__timers *h, int64_t deadline)
 {
     if (deadline >= h->sleep_until)
         return false;
-    h->sleep_until = deadline; /* one bump per earlier deadline */
-    /* Release: the thread reads the heap under the lock anyway; the bump
-     * only has to change the futex word it waits on. */
-    weft__store_rel_u32(&h->seq, h->seq + 1);
+    h->sleep_until = deadline;
     return true;
 }
 
@@ -153,7 +156,7 @@ int weft__timer_add(weft_runtime *rt, struct weft__timer *tm)
     bool wake = tm->index == 0 && need_wake(h, tm->deadline_ns);
     pthread_mutex_unlock(&h->lock);
     if (wake)
-        weft__futex_wake(&h->seq, 1);
+        weft__reactor_wake(rt->reactor);
     return 0;
 }
 
@@ -187,11 +190,13 @@ static void *timer_main(void *arg)
             t->fire(t);
         }
         h->sleep_until = h->len > 0 ? h->heap[0]->deadline_ns : WEFT__NEVER;
-        uint32_t seq = h->seq;
         int64_t until = h->sleep_until;
         pthread_mutex_unlock(&h->lock);
         weft__batch_flush(&batch);
-        weft__futex_wait_until(&h->seq, seq, until);
+        /* A wake-up sent since the unlock is not lost: the eventfd stays
+         * readable until this thread drains it. */
+        weft__reactor_wait(rt->reactor, until);
+        weft__batch_flush(&batch);
         pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
@@ -207,13 +212,12 @@ int weft__timers_start(weft_runtime *rt)
     h->len = h->cap = 0;
     h->sleep_until = WEFT__NEVER;
     h->stop = false;
-    h->seq = 0;
     int err = pthread_create(&h->thread, NULL, timer_main, rt);
     if (err) {
         pthread_mutex_destroy(&h->lock);
         return -err;
     }
-    pthread_setname_np(h->thread, "weft-timer");
+    pthread_setname_np(h->thread, "weft-reactor");
     return 0;
 }
 
@@ -228,7 +232,7 @@ void weft__timers_stop(weft_runtime *rt)
     h->stop = true;
     need_wake(h, -1);
     pthread_mutex_unlock(&h->lock);
-    weft__futex_wake(&h->seq, 1);
+    weft__reactor_wake(rt->reactor);
     pthread_join(h->thread, NULL);
     weft__free(h->heap);
     pthread_mutex_destroy(&h->lock);

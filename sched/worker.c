@@ -76,6 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/reactor.h"
 #include "sched/alloc.h"
 #include "sched/context.h"
 #include "sched/internal.h"
@@ -500,6 +501,9 @@ static void park(struct weft__worker *w)
         unpark_self(w);
         return;
     }
+    /* Asleep, this worker no longer takes fd events: the reactor thread
+     * must (io/reactor.c, "Armed"; the fence above is its hand-shake). */
+    weft__reactor_arm(rt->reactor);
     if (WEFT_UNLIKELY(weft__load_rlx_u32(&rt->freeing))) {
         /* P3 of the shutdown hand-shake (runtime.c): the tasks this
          * worker finished are counted; let the freeing thread look. */
@@ -636,8 +640,13 @@ static void *worker_main(void *arg)
 #endif
     while (!weft__load_rlx_u32(&rt->stop)) {
         weft_task *t = find_local(w);
-        if (!t)
+        if (!t) {
+            /* Out of local work: what the fds have made ready comes first,
+             * run here with no hop through the reactor thread. */
+            if (weft__reactor_poll(rt->reactor))
+                continue;
             t = search(w);
+        }
         if (!t) {
             park(w);
             continue;
