@@ -871,6 +871,10 @@ WEFT_API int weft_fd_close(int fd);
  * before the request is met (asyncio's IncompleteReadError; the bytes that
  * did arrive stay readable); -EMSGSIZE when no separator is found within
  * the limit (LimitOverrunError; the data stays in the buffer).
+ *
+ * Reads after close return what is buffered, then end of stream. A stream
+ * belongs to one runtime: its flusher runs in the writer's runtime, or the
+ * stream's.
  */
 
 typedef struct weft_stream weft_stream;
@@ -909,7 +913,10 @@ WEFT_API WEFT_NODISCARD ssize_t weft_stream_readline(weft_stream *s, void *buf,
                                                      size_t cap);
 /** Whether end of stream was reached and the buffer is empty. */
 WEFT_API bool weft_stream_at_eof(weft_stream *s);
-/** Buffer n bytes for sending. Never suspends. 0, or -EPIPE (closed or
+/** Buffer n bytes for sending. Never suspends for I/O (it may wait a moment
+ * for another writer of the same stream) and never returns an interrupt.
+ * From a plain thread with no runtime behind the stream, what the socket
+ * does not take at once is written before it returns. 0, or -EPIPE (closed or
  * write_eof called), -ECONNRESET and the like (the connection failed
  * earlier), -ENOMEM. */
 WEFT_API WEFT_NODISCARD int weft_stream_write(weft_stream *s, const void *buf,
@@ -920,7 +927,8 @@ WEFT_API WEFT_NODISCARD int weft_stream_write(weft_stream *s, const void *buf,
 WEFT_API WEFT_NODISCARD int weft_stream_drain(weft_stream *s);
 /** Bytes buffered and not yet sent. */
 WEFT_API size_t weft_stream_buffered(weft_stream *s);
-/** Half-close: shut down the sending side once the buffer is sent. */
+/** Half-close: shut down the sending side once the buffer is sent. 0 (also
+ * when already closing or half-closed), or shutdown(2)'s error. */
 WEFT_API int weft_stream_write_eof(weft_stream *s);
 /** Start closing: stop reading, send what is buffered, then close the
  * socket. Never suspends. 0 or -EINVAL. */
@@ -930,9 +938,12 @@ WEFT_API int weft_stream_close(weft_stream *s);
 WEFT_API WEFT_NODISCARD int weft_stream_wait_closed(weft_stream *s);
 /** Free the stream. If it is not closed yet it is aborted: the socket is
  * closed at once and unsent bytes are dropped (transport.abort()); close
- * and wait_closed first for an orderly end. */
+ * and wait_closed first for an orderly end (free before wait_closed has
+ * returned aborts too). May suspend briefly, to reap the stream's flusher
+ * task. No other call on s may be running. */
 WEFT_API void weft_stream_free(weft_stream *s);
-/** The socket's peer / local address (getpeername / getsockname). */
+/** The socket's peer / local address (getpeername / getsockname); *len is
+ * set. -EBADF once the socket is closed. */
 WEFT_API int weft_stream_peername(weft_stream *s, struct sockaddr_storage *addr,
                                   socklen_t *len);
 WEFT_API int weft_stream_sockname(weft_stream *s, struct sockaddr_storage *addr,
@@ -997,7 +1008,8 @@ WEFT_API int weft_server_close(weft_server *srv);
 /** Suspends until the server is closed and every connection's task has
  * returned (asyncio 3.12). 0 or -ECANCELED/-ETIMEDOUT. */
 WEFT_API WEFT_NODISCARD int weft_server_wait_closed(weft_server *srv);
-/** Free a server after weft_server_wait_closed returned 0. */
+/** Free a server after weft_server_wait_closed returned 0. (After close
+ * alone it is safe too: the last connection task frees the memory.) */
 WEFT_API void weft_server_free(weft_server *srv);
 
 /* ---------------------------------------------------------------------------
@@ -1010,8 +1022,10 @@ WEFT_API void weft_server_free(weft_server *srv);
  * its return value goes to *result (may be NULL). From a plain thread, fn
  * runs on the calling thread. Returns 0; -ECANCELED or -ETIMEDOUT at once
  * when the caller is interrupted, in which case fn still runs to the end
- * on its thread and its result is dropped (asyncio does the same: a
- * thread cannot be cancelled); -EINVAL (fn NULL); -ENOMEM. */
+ * on its thread and its result is dropped (a thread cannot be cancelled);
+ * -EINVAL (fn NULL); -ENOMEM. fn runs exactly once unless the call
+ * returns -EINVAL or -ENOMEM, also when the caller was interrupted before
+ * the call (asyncio would skip it), so fn may own arg. */
 WEFT_API WEFT_NODISCARD int weft_to_thread(weft_fn fn, void *arg,
                                            void **result);
 

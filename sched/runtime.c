@@ -226,9 +226,9 @@ const char *weft_strerror(int err)
 {
     if (err == 0)
         return "success";
-    /* Name resolution (weft.h, WEFT_EAI): glibc's EAI codes are small
-     * negative numbers, and gai_strerror returns constant strings. */
-    if (err < -WEFT_EAI_BASE && err > -WEFT_EAI_BASE - 200)
+    /* Name resolution (weft.h, WEFT_EAI): glibc's EAI codes run from -1
+     * to -105, and gai_strerror returns constant strings. */
+    if (err < -WEFT_EAI_BASE && err >= -WEFT_EAI_BASE - 128)
         return gai_strerror(err + WEFT_EAI_BASE);
     if (err < 0)
         err = -err;
