@@ -78,12 +78,10 @@
 #define POLL_EVENTS 64
 
 struct weft__reactor {
-    int epfd;    /* immutable: the fds and evfd */
+    struct weft__reactor_head head; /* nfds: see reactor.h */
+    int epfd;                       /* immutable: the fds and evfd */
     int wake_ep; /* immutable: evfd alone, for the thread while disarmed */
     int evfd;    /* immutable; level-triggered in both, drained by the thread */
-    /* Fds registered with this reactor. Any thread, atomic; written under
-     * their slot's lock. Nobody polls while it is 0. */
-    uint32_t nfds;
     /* Whether the thread watches the fds (see "Armed" above). Any thread,
      * atomic. */
     uint32_t armed;
@@ -278,7 +276,7 @@ void weft__reactor_arm(struct weft__reactor *r)
     /* Relaxed load, seq exchange: the caller fenced after counting itself
      * parked (see watch_fds); the exchange makes exactly one arming party
      * send the wake-up. */
-    if (weft__load_rlx_u32(&r->nfds) == 0 || weft__load_rlx_u32(&r->armed))
+    if (weft__load_rlx_u32(&r->head.nfds) == 0 || weft__load_rlx_u32(&r->armed))
         return;
     if (weft__xchg_seq_u32(&r->armed, 1) == 0)
         weft__reactor_wake(r);
@@ -319,11 +317,6 @@ void weft__reactor_wake(struct weft__reactor *r)
 
 unsigned weft__reactor_poll(struct weft__reactor *r)
 {
-    /* Relaxed: a heuristic; an fd registered just now by another worker
-     * belongs to a task that is parking, and the reactor thread is
-     * waiting in epoll for it anyway. */
-    if (weft__load_rlx_u32(&r->nfds) == 0)
-        return 0;
     struct epoll_event ev[POLL_EVENTS];
     int n = epoll_wait(r->epfd, ev, POLL_EVENTS, 0);
     if (n <= 0)
@@ -360,7 +353,7 @@ static int slot_register(struct fd_slot *s, struct weft__reactor *r, int fd)
      * parked and none armed the thread (they saw nfds == 0): the count
      * goes up before the parked count is read. Pairs with the parking
      * worker's fence before it reads nfds (weft__reactor_arm). */
-    weft__faa_seq_u32(&r->nfds, 1);
+    weft__faa_seq_u32(&r->head.nfds, 1);
     if (weft__load_rlx_u32(r->nr_parked) != 0)
         weft__reactor_arm(r);
     return 0;
@@ -427,7 +420,7 @@ static void slot_forget(struct fd_slot *s, int fd, struct io_waiter **woken)
          * dropped it from the set itself). */
         epoll_ctl(s->owner->epfd, EPOLL_CTL_DEL, fd, NULL);
         /* Seq RMW only because ck_pr has no weaker one: a counter. */
-        weft__faa_seq_u32(&s->owner->nfds, (uint32_t)-1);
+        weft__faa_seq_u32(&s->owner->head.nfds, (uint32_t)-1);
         s->owner = NULL;
     }
     take_waiters(s, 0, -EBADF, woken);
@@ -515,7 +508,8 @@ void weft__reactor_free(struct weft__reactor *r)
      * through weft): no task of this runtime waits on them any more, but
      * tasks of another runtime might, and must not wait on a dead epoll
      * set. Bounded by the chunks ever allocated. */
-    for (unsigned c = 0; c < MAX_CHUNKS && weft__load_rlx_u32(&r->nfds); c++) {
+    for (unsigned c = 0; c < MAX_CHUNKS && weft__load_rlx_u32(&r->head.nfds);
+         c++) {
         struct fd_slot *chunk = weft__load_acq_ptr(&chunks[c]);
         if (!chunk)
             continue;

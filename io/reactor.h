@@ -15,6 +15,13 @@
 
 struct weft__reactor;
 
+/* The part of a reactor that callers read inline. */
+struct weft__reactor_head {
+    /* Fds registered with the reactor. Any thread, atomic; written under
+     * their slot's lock. Nobody polls while it is 0. */
+    uint32_t nfds;
+};
+
 /* Create a runtime's reactor: an epoll instance and an eventfd to wake
  * it. nr_parked: the runtime's count of parked workers (atomic), which
  * tells the thread whether the workers take fd events themselves. 0, or
@@ -37,9 +44,17 @@ void weft__reactor_wake(struct weft__reactor *r);
  * the thread watch the fds. */
 void weft__reactor_arm(struct weft__reactor *r);
 
-/* A worker out of work: take what is ready without blocking and make those
- * tasks ready (on this worker). Returns how many it made ready. Cheap when
- * no fd is registered: one relaxed load. */
+/* Whether any fd is registered with r: worth polling. Relaxed: a
+ * heuristic; an fd registered just now by another worker belongs to a
+ * task that is parking there, and that worker polls before it parks. */
+static inline bool weft__reactor_has_fds(const struct weft__reactor *r)
+{
+    return weft__load_rlx_u32(&((const struct weft__reactor_head *)r)->nfds) !=
+           0;
+}
+
+/* A worker: take what is ready without blocking and make those tasks
+ * ready. Returns how many fd events it took. */
 unsigned weft__reactor_poll(struct weft__reactor *r);
 
 /* For io/fd.c: wait until fd may be ready in `dirs` (bit 0 read, bit 1

@@ -421,7 +421,13 @@ struct weft__worker {
     unsigned lifo_streak;          /* LIFO runs in a row (capped) */
     uint32_t fair_countdown;       /* rounds until the next fairness round */
     struct weft__task_list yields; /* tasks that yielded, in order */
-    void *sched_sp;                /* the scheduler's saved context */
+    /* While the worker polls the reactor: the tasks it wakes are collected
+     * here (weft__task_enqueue) and go to the injection queue in one
+     * batch, behind what is ready already, instead of the LIFO slot and
+     * the deque's bottom, where fd events arriving without end would keep
+     * the deque's oldest tasks waiting. */
+    struct weft__batch *collect;
+    void *sched_sp; /* the scheduler's saved context */
     /* The task that switched out last, with what is left to do for it:
      * set by that task just before its switch, done and cleared (out =
      * NULL) by whatever context runs next here: the scheduler, or the task

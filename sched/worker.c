@@ -4,6 +4,7 @@
  * Search order, each round:
  *   1. every 61st round, the injection queue, then the yield list, first:
  *      neither can be starved by a worker that keeps spawning locally;
+ *      the same round polls the reactor (io/reactor.c) without blocking;
  *   2. the LIFO slot: the task this worker woke last, for message-passing
  *      latency. At most WEFT__LIFO_MAX runs in a row, after which it goes
  *      to the injection queue, so two tasks waking each other cannot starve
@@ -13,6 +14,7 @@
  *   5. the yield list: tasks that called weft_yield, in FIFO order, after
  *      every other ready task, those woken by timers and other threads
  *      included (asyncio's sleep(0) goes behind what its loop made ready);
+ *   5b. the reactor, polled without blocking: tasks whose fds are ready;
  *   6. stealing (a "spinning" worker): every other worker's deque from a
  *      random start, half of what the victim holds, and the injection
  *      queue, for a few rounds;
@@ -334,12 +336,33 @@ static bool other_local_work(const struct weft__worker *w)
            !weft__inject_is_empty(&w->rt->inject) || w->yields.head;
 }
 
+/* Poll the reactor without blocking. The tasks whose fds are ready go to
+ * the injection queue, in the order the kernel reported them: FIFO behind
+ * every task ready already (see w->collect). Whether there were any. */
+static inline bool poll_io(struct weft__worker *w)
+{
+    if (WEFT_LIKELY(!weft__reactor_has_fds(w->rt->reactor)))
+        return false;
+    struct weft__batch b = {.rt = w->rt};
+    w->collect = &b;
+    weft__reactor_poll(w->rt->reactor);
+    w->collect = NULL;
+    if (!b.n)
+        return false;
+    weft__batch_flush(&b);
+    return true;
+}
+
 static inline __attribute__((always_inline)) weft_task *
 find_local(struct weft__worker *w)
 {
     weft_task *t;
     if (WEFT_UNLIKELY(--w->fair_countdown == 0)) {
         w->fair_countdown = WEFT__FAIR_TICKS;
+        /* Tasks whose fds became ready while this worker was busy: the
+         * reactor thread steps aside while no worker is parked, so a
+         * worker that never runs out of work must look itself. */
+        poll_io(w);
         if ((t = inject_take(w)) || (t = weft__task_list_pop(&w->yields)))
             return t;
     }
@@ -643,7 +666,7 @@ static void *worker_main(void *arg)
         if (!t) {
             /* Out of local work: what the fds have made ready comes first,
              * run here with no hop through the reactor thread. */
-            if (weft__reactor_poll(rt->reactor))
+            if (poll_io(w))
                 continue;
             t = search(w);
         }
@@ -697,6 +720,12 @@ void weft__task_enqueue(weft_task *t)
     struct weft__worker *w = weft__tls_worker;
     weft_runtime *rt = t->rt;
     if (w && w->rt == rt) {
+        if (WEFT_UNLIKELY(w->collect)) { /* poll_io */
+            set_where(t, -1, WEFT_TASK_READY);
+            weft__task_list_append(&w->collect->tasks, t, t);
+            w->collect->n++;
+            return;
+        }
         set_where(t, (int)w->index, WEFT_TASK_READY);
         /* The LIFO slot: the woken task runs next on this worker. The task
          * it displaces becomes stealable. */
