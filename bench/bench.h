@@ -64,6 +64,10 @@ struct bench_workload {
     uint64_t (*default_n)(const struct bench_cell *cell, bool full);
     /* Add the cells of the default run to plan. */
     void (*plan)(struct bench_plan *plan);
+    /* Whether run() runs the Go and Python modes too: echo and mixed
+     * start those references as servers and drive them from C. Otherwise
+     * a reference cell is the reference program itself, exec'd. */
+    bool runs_refs;
 };
 
 extern const struct bench_workload bench_yield;
@@ -76,6 +80,8 @@ extern const struct bench_workload bench_timer;
 extern const struct bench_workload bench_pingpong;
 extern const struct bench_workload bench_lock;
 extern const struct bench_workload bench_lock_yield;
+extern const struct bench_workload bench_echo;
+extern const struct bench_workload bench_mixed;
 
 /* The workloads in run order, NULL-terminated. */
 extern const struct bench_workload *const bench_workloads[];
@@ -106,6 +112,18 @@ bool bench_plan_full(const struct bench_plan *plan);
  * CPUs, without duplicates, ascending. Returns how many (1 to 3). */
 unsigned bench_plan_worker_counts(const struct bench_plan *plan,
                                   unsigned out[3]);
+
+/* ---------------------------------------------------------------------------
+ * The Go and Python references (ref.c). */
+
+/* Whether mode is go, asyncio or uvloop. */
+bool bench_mode_is_ref(const char *mode);
+/* Whether the reference for cell exists; if not, writes why to why. */
+bool bench_ref_available(const struct bench_cell *cell, char *why, size_t len);
+/* Fill argv (room for 16; the last 2 are free for a workload's own
+ * options) with the command of cell, in buf (buf[6] and buf[7] free). */
+void bench_ref_argv(const struct bench_cell *cell, char *argv[16],
+                    char buf[8][256]);
 
 /* ---------------------------------------------------------------------------
  * Helpers for the cells (util.c). */

@@ -115,7 +115,8 @@ unsigned bench_plan_worker_counts(const struct bench_plan *plan,
 static void cell_argv(const struct bench_cell *c, const char *self,
                       char *argv[16], char buf[8][256])
 {
-    if (bench_mode_is_ref(c->mode)) {
+    const struct bench_workload *wl = bench_workload_find(c->workload);
+    if (bench_mode_is_ref(c->mode) && !(wl && wl->runs_refs)) {
         bench_ref_argv(c, argv, buf);
         return;
     }

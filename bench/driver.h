@@ -70,13 +70,8 @@ struct bench_options {
 int bench_driver_main(const struct bench_options *opt);
 bool bench_list_has(const char *list, const char *name);
 
-/* ref.c: Go and Python references. */
-bool bench_mode_is_ref(const char *mode);
-/* Whether the reference for cell exists; if not, writes why to why. */
-bool bench_ref_available(const struct bench_cell *cell, char *why, size_t len);
-/* Fill argv (room for 16) with the command of cell, in buf. */
-void bench_ref_argv(const struct bench_cell *cell, char *argv[16],
-                    char buf[8][256]);
+/* ref.c: the Go and Python references, declared in bench.h (echo and
+ * mixed start theirs as servers). */
 
 /* runner.c: run one command, collect its RESULT line and rusage. */
 struct bench_child {

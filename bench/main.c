@@ -6,9 +6,11 @@
  *       per cell (driver.c), tables, CSV, plots and the targets.
  *   weft-bench WORKLOAD [--mode M] [--workers P] [--n N] [--cutoff C]
  *              [--parties K] [--full]
- *       one cell, in this process (a Go or Python reference is exec'd):
- *       prints its RESULT line; exits 0 if the check passed, 1 if it
- *       failed, 2 for bad usage, 3 if the cell could not run.
+ *       one cell, in this process (a Go or Python reference is exec'd,
+ *       except for echo and mixed, whose references are servers that the
+ *       cell starts and drives): prints its RESULT line; exits 0 if the
+ *       check passed, 1 if it failed, 2 for bad usage, 3 if the cell could
+ *       not run.
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,10 +27,10 @@
 #endif
 
 const struct bench_workload *const bench_workloads[] = {
-    &bench_yield,      &bench_switch, &bench_spawn,
-    &bench_pingpong,   &bench_fib,    &bench_idle,
-    &bench_sleepers,   &bench_timer,  &bench_lock,
-    &bench_lock_yield, NULL,
+    &bench_yield, &bench_switch,     &bench_spawn,    &bench_pingpong,
+    &bench_fib,   &bench_idle,       &bench_sleepers, &bench_timer,
+    &bench_lock,  &bench_lock_yield, &bench_echo,     &bench_mixed,
+    NULL,
 };
 
 const struct bench_workload *bench_workload_find(const char *name)
@@ -49,7 +51,7 @@ static void usage(FILE *f)
                "                  [--parties K] [--full]\n"
                "workloads: yield switch spawn pingpong fib idle sleepers "
                "timer lock\n"
-               "           lock_yield\n"
+               "           lock_yield echo mixed\n"
                "modes: weft thread threadpool process processpool go asyncio "
                "uvloop\n"
                "       (switch: weft boost ucontext; pingpong, lock, "
@@ -103,7 +105,7 @@ static int run_cell(struct bench_cell *cell, bool full, bool have_n)
         cell->parties = 4;
     if (!have_n)
         cell->n = wl->default_n(cell, full);
-    if (bench_mode_is_ref(cell->mode)) {
+    if (bench_mode_is_ref(cell->mode) && !wl->runs_refs) {
         char *argv[16], buf[8][256], why[256];
         if (!bench_ref_available(cell, why, sizeof why)) {
             fprintf(stderr, "weft-bench: %s\n", why);

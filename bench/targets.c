@@ -23,6 +23,14 @@
  *   lock, T threads on         <= 1.5x T threads on a pthread_mutex_t
  *   weft_lock
  *
+ * TCP echo on loopback, 100 connections with one 64-byte request in
+ * flight each (echo.c):
+ *
+ *   echo, 1 worker             server CPU per request <= 0.9x Go's with
+ *                              GOMAXPROCS=1
+ *   echo, P workers            req/s >= 1.0x and p99 latency <= 1.0x Go's
+ *                              with GOMAXPROCS=P, at each P both ran
+ *
  * A target whose rows are missing (a skipped reference, one CPU) prints
  * n/a and why; it is not a failure of the run.
  */
@@ -38,6 +46,7 @@
 #define FIB_CUT_N  40
 #define FIB_CUTOFF 20
 #define SLEEPERS_N 100000
+#define ECHO_CONNS 100
 #define ANY        (-1)
 
 /* The passing row of workload and mode with these workers and parties,
@@ -426,6 +435,62 @@ static void target_lock(const struct bench_plan *plan, FILE *f)
     }
 }
 
+/* A figure of w's over the same figure of g's, with how it was taken. */
+static void echo_ratio(FILE *f, const char *label, const struct bench_row *w,
+                       const struct bench_row *g, const char *key,
+                       const char *unit, const char *cmp, double limit)
+{
+    char how[200];
+    double fw = figure(w, key), fg = figure(g, key);
+    if (fw < 0 || fg <= 0) {
+        missing(f, label, "a row lacks the figure");
+        return;
+    }
+    snprintf(how, sizeof how,
+             "weft %u worker%s %.1f %s / Go GOMAXPROCS=%u %.1f %s, %llu "
+             "connections",
+             w->cell.workers, w->cell.workers == 1 ? "" : "s", fw, unit,
+             g->cell.workers, fg, unit, (unsigned long long)w->cell.n);
+    verdict(f, label, fw / fg, how, cmp, limit);
+}
+
+/* Server CPU per request at 1 worker; req/s and p99 at every worker count
+ * with both a weft and a Go row. */
+static void target_echo(const struct bench_plan *plan, FILE *f)
+{
+    char label[64];
+    const struct bench_row *w1 =
+        find(plan, "echo", "weft", 1, 0, ECHO_CONNS, ANY);
+    const struct bench_row *g1 =
+        find(plan, "echo", "go", 1, 0, ECHO_CONNS, ANY);
+    if (w1 && g1)
+        echo_ratio(f, "echo CPU/request, 1w vs Go", w1, g1, "cpu_us_per_req",
+                   "us", "<=", 0.9);
+    else
+        missing(f, "echo CPU/request, 1w vs Go",
+                w1 ? "no Go row" : "no weft 1-worker row with 100 conns");
+    unsigned compared = 0;
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *w = &plan->rows[i];
+        if (strcmp(w->cell.workload, "echo") != 0 ||
+            strcmp(w->cell.mode, "weft") != 0 || !w->ok ||
+            w->cell.n != ECHO_CONNS)
+            continue;
+        const struct bench_row *g =
+            find(plan, "echo", "go", w->cell.workers, 0, ECHO_CONNS, ANY);
+        if (!g)
+            continue;
+        snprintf(label, sizeof label, "echo req/s, %uw vs Go", w->cell.workers);
+        echo_ratio(f, label, w, g, "req_s", "req/s", ">=", 1.0);
+        snprintf(label, sizeof label, "echo p99, %uw vs Go", w->cell.workers);
+        echo_ratio(f, label, w, g, "p99_us", "us", "<=", 1.0);
+        compared++;
+    }
+    if (!compared)
+        missing(f, "echo req/s and p99 vs Go",
+                "needs weft and Go echo rows with 100 connections");
+}
+
 void bench_targets_print(const struct bench_plan *plan, FILE *f)
 {
     fprintf(f, "== targets, from the rows of this run ==\n");
@@ -439,4 +504,5 @@ void bench_targets_print(const struct bench_plan *plan, FILE *f)
     target_timer(plan, f);
     target_pingpong(plan, f);
     target_lock(plan, f);
+    target_echo(plan, f);
 }

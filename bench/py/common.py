@@ -7,7 +7,9 @@ import resource
 import sys
 
 
-def parse_args(default_n):
+def parse_args(default_n, add_options=None):
+    """The cell's options; add_options(parser), if given, adds a
+    workload's own."""
     p = argparse.ArgumentParser()
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     p.add_argument("--workers", type=int, default=1,
@@ -15,6 +17,8 @@ def parse_args(default_n):
     p.add_argument("--n", type=int, default=default_n)
     p.add_argument("--cutoff", type=int, default=0)
     p.add_argument("--parties", type=int, default=0)
+    if add_options:
+        add_options(p)
     return p.parse_args()
 
 
