@@ -286,7 +286,7 @@ san_env()
         [[ -n ${LSAN_OPTIONS:-} ]] && echo "LSAN_OPTIONS=$LSAN_OPTIONS"
         ;;
     tsan)
-        echo "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+        echo "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
         ;;
     esac
 }
@@ -350,12 +350,45 @@ run_example()
     fi
 }
 
-# The README's example, and asyncio's first program: two one-second
-# sleeps that overlap.
+# run_echo_example TREE: the README's echo server on a free port, 200
+# fan-out clients (50 at once) against it, then SIGTERM; both exit 0 with
+# no sanitizer report.
+run_echo_example()
+{
+    local tree=$1 dir=$BUILD/$1/examples env=() line log port pid rc out
+    [[ -x $dir/echo_server && -x $dir/fanout_client ]] || return 0
+    while IFS= read -r line; do env+=("$line"); done < <(san_env "$tree")
+    printf '\n---- %s/examples/echo_server + fanout_client\n' "$tree"
+    log=$(mktemp)
+    env "${env[@]}" timeout -k 10 60 "${RUNNER[@]}" "$dir/echo_server" \
+        127.0.0.1 0 >"$log" 2>&1 &
+    pid=$!
+    port=
+    for _ in $(seq 200); do
+        port=$(sed -n 's/.* port \([0-9][0-9]*\)$/\1/p' "$log")
+        [[ -n $port ]] && break
+        sleep 0.05
+    done
+    out=$(env "${env[@]}" timeout -k 10 60 "${RUNNER[@]}" \
+        "$dir/fanout_client" 127.0.0.1 "${port:-0}" 200 50 2>&1)
+    rc=$?
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" || rc=1
+    out=$(cat "$log")$'\n'$out
+    printf '%s\n' "$out"
+    if ((rc != 0)) || [[ -z $port ]] || grep -Eq "$SAN_REPORT" <<<"$out"; then
+        fail "$tree/examples/echo_server + fanout_client: exit status, no port, or a sanitizer report"
+    fi
+    rm -f "$log"
+}
+
+# The README's example, asyncio's first program (two one-second sleeps
+# that overlap), and the echo server with its fan-out client.
 run_examples()
 {
     run_example "$1" spawn_join 'sum: 30'
     run_example "$1" hello 'took 1\.[0-1][0-9] s'
+    run_echo_example "$1"
 }
 
 tests()
