@@ -26,18 +26,6 @@
 
 #include "testutil.h"
 
-static int count_fds(void)
-{
-    int n = 0;
-    char path[64];
-    for (int fd = 0; fd < 4096; fd++) {
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        if (access(path, F_OK) == 0)
-            n++;
-    }
-    return n;
-}
-
 static void nb_pipe(int p[2])
 {
     ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
@@ -526,7 +514,7 @@ static void *ping_pong(void *arg)
  * an edge lost between EAGAIN and a wait would hang a pair. */
 START_TEST(fd_stress_pipe_ping_pongs_on_four_workers_never_hang)
 {
-    int before = count_fds();
+    int before = tu_count_fds();
     weft_runtime *rt = tu_new_runtime(4);
     struct pp sides[PAIRS][2];
     weft_task *tasks[PAIRS][2];
@@ -550,7 +538,7 @@ START_TEST(fd_stress_pipe_ping_pongs_on_four_workers_never_hang)
         }
     }
     weft_runtime_free(rt);
-    ck_assert_int_eq(count_fds(), before);
+    ck_assert_int_eq(tu_count_fds(), before);
 }
 END_TEST
 
@@ -558,12 +546,12 @@ END_TEST
  * back. */
 START_TEST(fd_runtime_free_returns_every_fd)
 {
-    int before = count_fds();
+    int before = tu_count_fds();
     for (int i = 0; i < 3; i++) {
         weft_runtime *rt = tu_new_runtime(2);
         weft_runtime_free(rt);
     }
-    ck_assert_int_eq(count_fds(), before);
+    ck_assert_int_eq(tu_count_fds(), before);
 }
 END_TEST
 

@@ -11,7 +11,6 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -28,29 +27,6 @@
 
 /* ------------------------------------------------------------------------
  * Fds */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int fds_before;
-
-static void fds_setup(void)
-{
-    fds_before = count_fds();
-}
-
-static void fds_teardown(void)
-{
-    ck_assert_int_eq(count_fds(), fds_before);
-}
 
 /* A port nothing listens on (bound, then released). */
 static int free_port(void)
@@ -629,7 +605,7 @@ static Suite *server_suite(void)
     Suite *s = suite_create("server");
 
     TCase *tc = tcase_create("serve");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(tc, server_echoes_lines_to_a_client_on_the_port_it_reports);
     tcase_add_test(
         tc, server_closes_a_connection_after_sending_what_its_handler_left);
@@ -638,7 +614,7 @@ static Suite *server_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("close");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(
         tc, server_closed_with_live_connections_serves_them_refuses_new_ones);
     tcase_add_test(tc,
@@ -647,7 +623,7 @@ static Suite *server_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(tc, open_connection_to_a_closed_port_returns_econnrefused);
     tcase_add_test(tc,
                    open_connection_to_an_unknown_host_returns_a_weft_eai_code);
@@ -658,7 +634,7 @@ static Suite *server_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("addresses");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(tc, server_and_connection_work_on_ipv6_loopback);
     tcase_add_test(tc,
                    server_on_every_interface_is_reached_by_name_and_address);

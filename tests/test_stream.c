@@ -12,7 +12,6 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,29 +26,6 @@
 
 /* ------------------------------------------------------------------------
  * Sockets and fds */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int fds_before;
-
-static void fds_setup(void)
-{
-    fds_before = count_fds();
-}
-
-static void fds_teardown(void)
-{
-    ck_assert_int_eq(count_fds(), fds_before);
-}
 
 static void set_bufs(int fd, int bytes)
 {
@@ -963,7 +939,7 @@ static Suite *stream_suite(void)
     Suite *s = suite_create("stream");
 
     TCase *tc = tcase_create("read");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_loop_test(
         tc, stream_echo_of_1mib_in_random_chunks_reads_back_with_each_form, 0,
         F_FORMS);
@@ -976,14 +952,14 @@ static Suite *stream_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("interrupt");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_loop_test(
         tc, stream_read_interrupted_with_half_a_message_loses_no_byte, 0, 6);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("write");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(tc,
                    stream_drain_holds_a_fast_writer_near_the_high_water_mark);
     tcase_add_test(tc, stream_close_sends_what_is_buffered_before_closing);
@@ -993,7 +969,7 @@ static Suite *stream_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
-    tcase_add_checked_fixture(tc, fds_setup, fds_teardown);
+    tcase_add_checked_fixture(tc, tu_fds_mark, tu_fds_check);
     tcase_add_test(tc, stream_peer_reset_fails_reads_writes_and_drain_cleanly);
     tcase_add_test(tc, stream_peer_reset_wakes_a_drain_with_the_error);
     tcase_add_test(tc,

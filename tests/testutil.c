@@ -1,6 +1,7 @@
 /* Helpers shared by the Check suites; see testutil.h. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -437,4 +438,27 @@ int tu_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int tu_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int fds_marked;
+
+void tu_fds_mark(void)
+{
+    fds_marked = tu_count_fds();
+}
+
+void tu_fds_check(void)
+{
+    ck_assert_int_eq(tu_count_fds(), fds_marked);
 }

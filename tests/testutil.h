@@ -127,6 +127,15 @@ void tu_pause(void);
  * test after 10 s. */
 void tu_wait_flag(atomic_int *flag);
 
+/* The open fds of this process (entries of /proc/self/fd, the directory's
+ * own included). */
+int tu_count_fds(void);
+
+/* A checked fixture pair for fd leaks: tu_fds_mark remembers the count,
+ * tu_fds_check fails the test unless it is the same again. */
+void tu_fds_mark(void);
+void tu_fds_check(void);
+
 /* Whether thread tid of this process sleeps in the kernel (state S in
  * /proc/self/task/TID/stat), as a thread blocked on its futex does. False
  * when the thread is gone. */
