@@ -1041,7 +1041,50 @@ WEFT_API const char *weft_strerror(int err);
  * Observability
  *
  * Counters are kept per worker, written by their worker only, and summed
- * when read; reading them costs the workers nothing.
+ * when read; reading them costs the workers nothing. What threads other
+ * than the workers do (the reactor thread fires timers and turns fd events
+ * into wake-ups, the blocking pool runs jobs) is counted apart, in
+ * weft_stats' `outside`.
+ *
+ * Scheduling delay: the time a task waits in a run queue, from its spawn,
+ * wake-up or yield to the run that follows, kept per worker (the one that
+ * ran the task) as a histogram of power-of-two buckets. To keep the clock
+ * off the switch path, about one wait in WEFT_DELAY_SAMPLE (default 256;
+ * 1: all; 0: none) is timed; counts and percentiles are of those samples.
+ * A child that weft_join runs inline (on the joiner's stack) has its wait
+ * since its spawn timed; its own later waits are not picked.
+ *
+ * The environment, read by weft_runtime_new:
+ *   WEFT_SCHEDTRACE=<ms>      every ms, one line on stderr with the
+ *                             workers' state (running, spinning, parked),
+ *                             each worker's deque length, the injection
+ *                             queue's, the live tasks, and the steals,
+ *                             parks and delay p99 since the last line, as
+ *                             Go's GODEBUG=schedtrace does.
+ *   WEFT_SLOW_TASK_MS=<ms>    report on stderr every task that runs longer
+ *                             than ms (empty or 0: 100) without suspending,
+ *                             with its id, name and duration, as asyncio's
+ *                             debug mode does. Costs a clock read per
+ *                             switch, so it is off when unset.
+ *   WEFT_DELAY_SAMPLE=<n>     see above.
+ *   WEFT_DUMP_ON_SIGNAL=1     SIGUSR1 prints weft_runtime_dump of every
+ *                             such runtime on stderr (from a thread of
+ *                             weft's, not from the signal handler); the
+ *                             dump then shows ages (a coarse clock read
+ *                             per spawn).
+ *   WEFT_TRACE=<file.json>    a Chrome trace-event file for Perfetto or
+ *                             chrome://tracing: a track per worker, one
+ *                             for the reactor thread and one for other
+ *                             threads; a slice per task run, named after
+ *                             the task (a child run inline splits its
+ *                             joiner's slice in two); arrows for spawns,
+ *                             wake-ups and steals, from the waker to the
+ *                             run that followed. Written, complete, by
+ *                             weft_runtime_free, or at exit for a runtime
+ *                             still alive (without the runs under way).
+ *                             Costs two clock reads and a few dozen bytes
+ *                             per switch while on (every wait is timed),
+ *                             nothing when off.
  */
 
 typedef struct weft_counters {
@@ -1056,12 +1099,44 @@ typedef struct weft_counters {
     uint64_t grows;        /**< times its deque doubled in size */
     uint64_t parks;        /**< times this worker went to sleep */
     uint64_t wakeups;      /**< times this worker woke a sleeping one */
+    uint64_t timers_fired; /**< deadlines that expired (sleeps, timeouts,
+                                scopes): the reactor thread's */
+    uint64_t io_events;    /**< fd events that woke tasks: a worker's own
+                                polls, or the reactor thread's */
+    uint64_t pool_jobs;    /**< calls handed to the blocking pool
+                                (weft_to_thread) by tasks of this worker */
+    uint64_t slow_runs;    /**< runs reported by WEFT_SLOW_TASK_MS */
 } weft_counters;
 
+/** Power-of-two buckets of a delay histogram: bucket 0 holds 0-1 ns,
+ * bucket i > 0 holds [2^i, 2^(i+1)) ns, the last one everything above. */
+#define WEFT_DELAY_BUCKETS 40
+
+/** Scheduling delay samples (see the top of this section). The
+ * percentiles are estimated within their bucket (linearly), so they are
+ * exact to a factor of 2 at worst, and never above max_ns; all three are
+ * 0 without samples. max_ns is the longest sampled wait, not necessarily
+ * the longest wait. */
+typedef struct weft_delay_hist {
+    uint64_t samples;      /**< waits timed */
+    uint64_t p50_ns;       /**< median */
+    uint64_t p99_ns;       /**< 99th percentile */
+    uint64_t max_ns;       /**< longest sample */
+    unsigned sample_every; /**< one wait in this many is timed (0: none) */
+    uint64_t buckets[WEFT_DELAY_BUCKETS]; /**< samples per bucket */
+} weft_delay_hist;
+
 typedef struct weft_stats {
-    unsigned workers;     /**< number of workers in rt */
-    uint64_t tasks_alive; /**< spawned and not yet finished */
-    weft_counters total;  /**< the sum over all workers */
+    unsigned workers;      /**< number of workers in rt */
+    uint64_t tasks_alive;  /**< spawned and not yet finished */
+    weft_counters total;   /**< the sum over all workers and `outside` */
+    weft_counters outside; /**< threads other than the workers: timers,
+                                the reactor thread's fd events, spawns
+                                from plain threads, pool jobs of callers
+                                that are not workers */
+    weft_delay_hist delay; /**< scheduling delay, all workers together */
+    uint64_t inject_len;   /**< tasks in the injection queue now */
+    double uptime;         /**< seconds since weft_runtime_new */
 } weft_stats;
 
 /** Totals for rt (NULL: the calling task's runtime). Returns 0 or -EINVAL
@@ -1074,6 +1149,29 @@ WEFT_API WEFT_NODISCARD int weft_stats_get(weft_runtime *rt, weft_stats *s);
  * Returns 0 or -EINVAL (no runtime, c NULL, worker out of range). */
 WEFT_API WEFT_NODISCARD int weft_stats_worker(weft_runtime *rt, unsigned worker,
                                               weft_counters *c);
+
+/** weft_stats_delay's `worker` for every worker together. */
+#define WEFT_STATS_ALL_WORKERS (~0u)
+
+/** The scheduling delay histogram of one worker of rt (the tasks it ran),
+ * or of all of them (WEFT_STATS_ALL_WORKERS); rt NULL: the calling task's
+ * runtime. Never suspends; callable from any thread. Returns 0 or -EINVAL
+ * (no runtime, h NULL, worker out of range). */
+WEFT_API WEFT_NODISCARD int weft_stats_delay(weft_runtime *rt, unsigned worker,
+                                             weft_delay_hist *h);
+
+/** Write every live task of rt (NULL: the calling task's runtime) to the
+ * file descriptor fd (e.g. STDERR_FILENO): its id, name, state, last
+ * worker, age (if rt keeps ages: WEFT_DUMP_ON_SIGNAL), and for a waiting
+ * task what it waits on (sleep, join, lock, queue, fd, ...: a wait the
+ * layer below has not labelled shows as plain "waiting"), after a line
+ * per worker. A snapshot: tasks move while
+ * it is taken. Locks are held only to copy, never while writing, so a
+ * slow fd holds up no task. Never suspends (a task that calls it blocks
+ * its worker while it writes); callable from any thread. Returns the
+ * number of tasks written, or -EINVAL (no runtime), -ENOMEM, or write's
+ * error. */
+WEFT_API int weft_runtime_dump(weft_runtime *rt, int fd);
 
 #ifdef __cplusplus
 }

@@ -341,6 +341,7 @@ int weft_to_thread(weft_fn fn, void *arg, void **result)
     *j = (struct job){.fn = fn, .arg = arg};
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
+    weft__wait_set_kind(&w, WEFT__WAIT_THREAD, (uint64_t)(uintptr_t)fn);
     int intr = weft__wait_arm(&w);
     if (intr) {
         /* Interrupted already: fn runs all the same, with nobody waiting
@@ -349,6 +350,8 @@ int weft_to_thread(weft_fn fn, void *arg, void **result)
         int err = submit(j);
         if (err)
             weft__free(j);
+        else
+            weft__stats_pool_job(NULL);
         return err ? err : intr;
     }
     j->wait = &w; /* published by the queue's lock */
@@ -358,6 +361,7 @@ int weft_to_thread(weft_fn fn, void *arg, void **result)
         weft__free(j);
         return err;
     }
+    weft__stats_pool_job(NULL);
     /* 0 only if the pool thread completed w: interrupts are negative. */
     int rc = weft__wait_block(&w);
     if (rc == 0) {

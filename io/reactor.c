@@ -245,6 +245,8 @@ static unsigned reap_all(struct weft__reactor *r, struct epoll_event *ev, int n,
         reap(&ev[i]);
         fds++;
     }
+    if (fds)
+        weft__stats_io_events(NULL, fds);
     return fds;
 }
 
@@ -372,6 +374,11 @@ int weft__io_wait(int fd, int dirs, uint64_t seq, int64_t deadline_ns)
         return -ENOMEM;
     struct io_waiter w;
     weft__wait_init(&w.wait, NULL, NULL);
+    weft__wait_set_kind(&w.wait,
+                        dirs == 1   ? WEFT__WAIT_FD_READ
+                        : dirs == 2 ? WEFT__WAIT_FD_WRITE
+                                    : WEFT__WAIT_FD_RDWR,
+                        (uint64_t)fd);
     int rc = weft__wait_arm(&w.wait);
     if (rc) {
         weft__wait_abandon(&w.wait);

@@ -180,6 +180,8 @@ void weft__wait_init(struct weft__wait *w,
     w->result = 0;
     w->interrupt = interrupt;
     w->arg = arg;
+    w->kind = WEFT__WAIT_OTHER;
+    w->detail = 0;
 }
 
 /* Make every inline parent of t point at the child on its way to t, so

@@ -315,6 +315,7 @@ static int multi_wait(struct multi *m, uint32_t threshold, int64_t deadline_ns)
         return TIMED_OUT;
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
+    weft__wait_set_kind(&w, WEFT__WAIT_TASKS, threshold);
     int rc = weft__wait_arm(&w);
     if (rc) {
         weft__wait_abandon(&w);

@@ -122,16 +122,30 @@ enum {
  * ns/task) but costs memory, which a fresh process pays in page faults: a
  * smaller task ran 15% faster from a cold start. */
 struct weft_task {
-    /* Saved stack pointer while switched out. Written by the context
-     * switch on the worker that runs the task; published to the next
-     * worker by the queue or park hand-off that moves the task. */
-    void *sp;
+    union {
+        /* Saved stack pointer while switched out. Written by the context
+         * switch on the worker that runs the task; published to the next
+         * worker by the queue or park hand-off that moves the task. */
+        void *sp;
+        /* Before the first run (sp unused, stack NULL): when it was
+         * spawned, if its first wait in a run queue is a delay sample
+         * (weft__delay_stamp). Written by the spawner, read by the worker
+         * that starts it, ordered by the queue hand-off. */
+        int64_t spawn_ns;
+    };
     /* NULL until first run; then owned by the task until it ends. */
     struct weft__stack *stack;
-    /* The argument, then the return value once the task has finished.
-     * Written by the running worker; read by the joiner after it observes
-     * joiner == WEFT__JOIN_DONE (acquire). */
-    void *arg;
+    union {
+        /* The argument, then the return value once the task has finished.
+         * Written by the running worker; read by the joiner after it
+         * observes joiner == WEFT__JOIN_DONE (acquire). */
+        void *arg;
+        /* Between its first run (which passed arg to fn) and its end: when
+         * it was last made ready, if this wait in a run queue is a delay
+         * sample. Written by whoever made it ready, read by the worker
+         * that resumes it, ordered by the queue or park hand-off. */
+        int64_t ready_ns;
+    };
     /* Any thread, atomic: NULL, a struct weft__done * (a joiner or waiter
      * listens), WEFT__JOIN_CLAIMED, WEFT__JOIN_DETACHED or WEFT__JOIN_DONE.
      * The single point where completion meets join or detach: task.c. */
@@ -173,8 +187,17 @@ struct weft_task {
 };
 
 /* weft_task.where: (last worker << 8) | enum weft_task_state, the worker
- * WEFT__WHERE_NOBODY when the task has not been on one. */
-#define WEFT__WHERE_NOBODY 0xffffffu
+ * WEFT__WHERE_NOBODY when the task has not been on one. The state's byte
+ * also carries two flags of the delay sampling (stats.c):
+ *   STAMP    the task's next wait in a run queue is to be timed: set with
+ *            RUNNING when its run was picked, kept with WAITING, and acted
+ *            upon (then cleared) by whoever makes it ready;
+ *   SAMPLED  the task is ready (or new) and that wait is timed: it carries
+ *            its stamp in spawn_ns or ready_ns. The worker that runs it
+ *            records the wait; set_where(RUNNING) clears the flag. */
+#define WEFT__WHERE_NOBODY  0xffffffu
+#define WEFT__WHERE_SAMPLED 0x80u
+#define WEFT__WHERE_STAMP   0x40u
 
 /* worker: a worker's index, or -1 for none, which the shift turns into
  * WEFT__WHERE_NOBODY without a branch. */
@@ -186,7 +209,7 @@ static inline uint32_t weft__where_encode(int worker,
 
 static inline enum weft_task_state weft__where_state(uint32_t where)
 {
-    return (enum weft_task_state)(where & 0xff);
+    return (enum weft_task_state)(where & 0x3f);
 }
 
 /* The worker's index, or -1 for none. */
@@ -273,6 +296,9 @@ struct weft__shard {
     uint32_t free_head; /* under lock: first free slot, or UINT32_MAX */
     uint32_t live;      /* under lock: handles registered here */
     bool orphaned;      /* under lock: the runtime is freed (see above) */
+    /* Under lock: when each slot's task was spawned (coarse monotonic ns,
+     * for the dump's ages), or NULL if the runtime keeps no ages. */
+    int64_t *born;
 } __attribute__((aligned(WEFT__CACHELINE)));
 
 /* --------------------------------------------------------------------------
@@ -400,6 +426,122 @@ void weft__scopes_close_all(weft_task *t);
 void weft__runtime_cancel_all(weft_runtime *rt);
 
 /* --------------------------------------------------------------------------
+ * Statistics (stats.c)
+ *
+ * Scheduling delay: the time a task spends ready before it runs, from a
+ * spawn, a wake-up or a yield to the run that follows. Reading the clock
+ * at each of those would cost two clock reads per switch (a weft_yield
+ * between two tasks takes ~18 ns; one read ~25 ns, rdtsc ~10 ns here), so
+ * about one wait in rt->delay_every is timed. A worker picks runs by its
+ * run count, which it keeps anyway: the next pick comes a jittered
+ * delay_every/2 .. 3*delay_every/2 runs after the last (next_sample), so
+ * the picks follow no period of the workload. A picked run marks its
+ * task (STAMP in `where`); whoever makes that task ready next reads the
+ * clock into it and flags it SAMPLED; the worker that runs it reads the
+ * clock again and adds the wait to its histogram. A spawn is picked when
+ * the Fibonacci hash of the spawn count (n * 2^64/phi mod 2^64, spread
+ * evenly with no short period) is at most sample_limit = 2^64 /
+ * delay_every. Per switch this costs two flag tests and a compare; a
+ * countdown decremented at every ready event cost more (its memory
+ * read-modify-write), and the clock reads are ~50 ns per sample.
+ */
+#define WEFT__DELAY_EVERY 256 /* the default sampling interval */
+
+struct weft__worker;
+
+struct weft__delay_hist {
+    uint64_t buckets[WEFT_DELAY_BUCKETS]; /* see weft_delay_hist */
+    uint64_t max_ns;
+};
+
+/* Whether the n-th spawn is picked, for a limit. */
+static inline bool weft__delay_pick(uint64_t n, uint64_t limit)
+{
+    return n * 0x9e3779b97f4a7c15ull <= limit;
+}
+
+/* t, whose `where` has STAMP, is being made ready: stamp it. Returns
+ * WEFT__WHERE_SAMPLED, for the caller to store with READY. */
+uint32_t weft__delay_stamp(weft_task *t);
+/* w starts its n-th run, of t (whose `where` was `where`), and n reached
+ * w->next_observe or t is SAMPLED: record t's wait if SAMPLED (before t's
+ * stack is set if t has not started), end the run that ends when watching
+ * (weft__watch_switch), and return STAMP if this run is picked, for the
+ * caller to store with RUNNING. n == 0: an inline run of SAMPLED t, whose
+ * wait is recorded (and its flow noted) and nothing else: the caller's
+ * set_current does the rest. */
+uint32_t weft__run_observed(struct weft__worker *w, weft_task *t,
+                            uint32_t where, uint64_t n);
+/* Set up w's sampling and watching from its runtime (w->rt and w->index
+ * set). */
+void weft__stats_worker_init(struct weft__worker *w);
+/* w watches its runs (w->watch: slow task reports or a trace) and its
+ * running task changes from w->current to next (either may be NULL):
+ * end the run that ends (report it if slow, trace its slice) and start
+ * timing the next. */
+void weft__watch_switch(struct weft__worker *w, weft_task *next);
+/* The running task of w calls weft_yield with nothing else ready here: it
+ * runs on, but as after a suspension point (slow task reports only). */
+void weft__slow_restart(struct weft__worker *w);
+
+/* --------------------------------------------------------------------------
+ * Chrome trace-event export (trace.c), WEFT_TRACE=<file.json>
+ */
+struct weft__trace;
+struct weft__trace_buf;
+/* The runtime whose reactor thread the calling thread is, or NULL (set by
+ * that thread itself, timer.c): its trace events go to the reactor's
+ * track. */
+extern __thread weft_runtime *weft__tls_reactor_of;
+/* Set rt->trace up if WEFT_TRACE is set (before the workers exist).
+ * 0 or -ENOMEM. */
+int weft__trace_new(weft_runtime *rt);
+/* Worker i's event buffer, or NULL when rt is not traced. */
+struct weft__trace_buf *weft__trace_buf_of(weft_runtime *rt, unsigned i);
+/* Write rt's trace file and free the trace, once every thread that writes
+ * events has stopped. */
+void weft__trace_finish(weft_runtime *rt);
+/* Events. The worker's own: a run of t from start_ns to end_ns that ended
+ * flow `flow` (0: none). Any thread: t made ready at now_ns, starting the
+ * flow weft__trace_flow_id(t->id, now_ns). The thief's: n tasks stolen
+ * from victim. The reactor thread's: it fired n timers from start_ns. */
+void weft__trace_run(struct weft__worker *w, const weft_task *t,
+                     int64_t start_ns, int64_t end_ns, uint64_t flow);
+void weft__trace_ready(weft_task *t, int64_t now_ns);
+void weft__trace_steal(struct weft__worker *thief, unsigned victim, uint64_t n);
+void weft__trace_timers(weft_runtime *rt, int64_t start_ns, uint64_t n);
+/* The id of the flow from t's ready event stamped at stamp_ns to its run
+ * (bit 0: a spawn, t had not started). Both ends compute it. */
+static inline uint64_t weft__trace_flow_id(uint64_t id, int64_t stamp_ns,
+                                           bool spawn)
+{
+    uint64_t x = (id * 0x9e3779b97f4a7c15ull) ^ (uint64_t)stamp_ns;
+    return (x << 1) | spawn;
+}
+
+/* Read the environment (WEFT_DELAY_SAMPLE, WEFT_SLOW_TASK_MS) into rt. */
+void weft__stats_configure(weft_runtime *rt);
+
+/* The schedtrace thread (monitor.c): started by weft_runtime_new when
+ * WEFT_SCHEDTRACE is set, stopped before the workers. 0 or -errno. */
+int weft__monitor_start(weft_runtime *rt);
+void weft__monitor_stop(weft_runtime *rt);
+
+/* SIGUSR1 dumps (dump.c): list rt if WEFT_DUMP_ON_SIGNAL is set (starting
+ * the process's dumper thread the first time); unlist it before it is
+ * freed. 0 or -errno. */
+int weft__dump_register(weft_runtime *rt);
+void weft__dump_unregister(weft_runtime *rt);
+
+/* A coarse monotonic clock (a tick's resolution, a few ns to read; task.c):
+ * enough for ages in a dump, and cheap enough for the spawn path when ages
+ * are kept. Never ahead of weft__now_ns; compare it only with itself. */
+int64_t weft__coarse_now_ns(void);
+
+/* Copy t's name (or "") into out, under its shard's lock (task.c). */
+void weft__task_name(const weft_task *t, char out[32]);
+
+/* --------------------------------------------------------------------------
  * Workers (worker.c)
  */
 
@@ -444,6 +586,19 @@ struct weft__worker {
     size_t sched_stack_size;
     void *tsan_sched_fiber;
     pthread_t thread;
+    /* Observability (stats.c, trace.c), after the fields above so as not
+     * to move them. The run (counters.runs) that is picked next for a
+     * delay sample, UINT64_MAX for none; and the run from which on runs
+     * take weft__run_observed: next_sample, or 0 when watching. */
+    uint64_t next_sample, next_observe;
+    /* Watching runs: slow_ns || trace, fixed before the worker starts. */
+    bool watch;
+    int64_t slow_ns;    /* rt->slow_ns: 0, or report longer runs */
+    int64_t slow_start; /* slow_ns: when current began to run unsuspended */
+    struct weft__trace_buf *trace; /* this worker's events, or NULL */
+    int64_t run_start;             /* trace: when current's run began */
+    uint64_t run_flow;  /* trace: the flow current's run ends (0: none) */
+    uint64_t next_flow; /* trace: the flow the next run ends, once known */
 
     /* Shared. */
     struct weft__deque deque;
@@ -454,6 +609,9 @@ struct weft__worker {
     uint32_t park_futex __attribute__((aligned(WEFT__CACHELINE)));
     /* Counters: written by the owner only (weft__count), read by any. */
     weft_counters counters __attribute__((aligned(WEFT__CACHELINE)));
+    /* The delay samples of the tasks this worker ran: written by the
+     * owner only (weft__count), read by any (stats.c). */
+    struct weft__delay_hist delay;
 };
 
 struct weft_runtime {
@@ -482,6 +640,25 @@ struct weft_runtime {
     /* Tasks spawned into rt from outside its workers (plain threads, other
      * runtimes). Any thread, atomic. */
     uint64_t ext_spawned;
+    /* What threads other than the workers did for rt (weft_stats'
+     * `outside`): timers_fired by the timer thread (its only writer,
+     * under the heap lock: weft__count), io_events and pool_jobs counted
+     * off-worker (any thread, atomic add). Read relaxed. */
+    weft_counters outside;
+
+    /* Observability (stats.c, monitor.c, dump.c), immutable after
+     * weft_runtime_new but where said. */
+    int64_t start_ns;      /* when rt was made */
+    uint32_t delay_every;  /* one ready-to-run wait in this many is timed;
+                              0: none (WEFT_DELAY_SAMPLE) */
+    uint64_t sample_limit; /* spawns' weft__delay_pick: 2^64 / delay_every */
+    int64_t slow_ns;       /* report runs longer than this; 0: off
+                              (WEFT_SLOW_TASK_MS) */
+    struct weft__monitor *monitor; /* the schedtrace thread, or NULL */
+    struct weft__trace *trace;     /* WEFT_TRACE's buffers, or NULL */
+    bool dump_on_signal;           /* listed for SIGUSR1 dumps */
+    bool track_age;                /* record spawn times (shard->born) */
+    weft_runtime *dump_next;       /* that list's link, under its lock */
 
     struct weft__timers timers;
     bool timers_started; /* immutable after weft_runtime_new */

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,11 +58,16 @@ bool weft__alloc_should_fail_slow(void)
  * weft__task_free frees those (task.c). */
 static void runtime_release(weft_runtime *rt, unsigned launched)
 {
+    /* The observers first: they read the workers. */
+    weft__dump_unregister(rt);
+    weft__monitor_stop(rt);
     weft__worker_stop_all(rt, launched);
     if (rt->timers_started)
         weft__timers_stop(rt);
     if (rt->reactor)
         weft__reactor_free(rt->reactor);
+    /* Every thread that records events has stopped. */
+    weft__trace_finish(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
         weft__worker_free(rt->workers[i]);
     weft__stack_pool_destroy(&rt->stacks);
@@ -110,6 +116,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_nomem;
     memset(rt, 0, sizeof(*rt));
     rt->nworkers = c.workers;
+    weft__stats_configure(rt); /* before the workers copy its settings */
     rt->workers = weft__calloc(c.workers, sizeof(*rt->workers));
     rt->idle = weft__calloc(c.workers, sizeof(*rt->idle));
     if (!rt->workers || !rt->idle)
@@ -122,6 +129,10 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         goto err_free;
     weft__inject_init(&rt->inject);
     pthread_mutex_init(&rt->idle_lock, NULL);
+    /* Before any thread that records events starts (the reactor thread,
+     * the workers), as they read rt->trace without a lock. */
+    if ((err = weft__trace_new(rt)) < 0)
+        fprintf(stderr, "weft: WEFT_TRACE: %s\n", strerror(-err));
     if ((err = weft__reactor_new(&rt->nr_parked, &rt->reactor)) < 0) {
         runtime_release(rt, 0);
         errno = -err;
@@ -147,6 +158,12 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
             return NULL;
         }
     }
+    /* Observability asked for in the environment. A runtime that cannot
+     * have it still runs: say so and go on. */
+    if ((err = weft__monitor_start(rt)) < 0 ||
+        (err = weft__dump_register(rt)) < 0)
+        fprintf(stderr, "weft: WEFT_SCHEDTRACE or WEFT_DUMP_ON_SIGNAL: %s\n",
+                strerror(-err));
     return rt;
 err_free:
     weft__free(rt->idle);

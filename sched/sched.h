@@ -85,6 +85,26 @@ static inline int64_t weft__timeout_ns(double seconds)
     return weft__after_ns(seconds);
 }
 
+/* What a task waits on, for the task dump (weft_runtime_dump, dump.c).
+ * `detail` says which one; the dump prints both. */
+enum weft__wait_kind {
+    WEFT__WAIT_OTHER = 0, /* not said (weft__wait_init's default) */
+    WEFT__WAIT_SLEEP,     /* weft_sleep: detail = deadline, weft__now_ns */
+    WEFT__WAIT_JOIN,      /* join, gather, group: detail = the task's id */
+    WEFT__WAIT_TASKS,     /* weft_wait, as_completed: detail = tasks needed */
+    WEFT__WAIT_LOCK,      /* sync/: detail = the object's address */
+    WEFT__WAIT_SEM,
+    WEFT__WAIT_EVENT,
+    WEFT__WAIT_COND,
+    WEFT__WAIT_QUEUE,
+    WEFT__WAIT_BARRIER,
+    WEFT__WAIT_FD_READ,  /* io/: detail = the fd, readable */
+    WEFT__WAIT_FD_WRITE, /* writable */
+    WEFT__WAIT_FD_RDWR,  /* either */
+    WEFT__WAIT_THREAD,   /* weft_to_thread: detail = fn's address */
+    WEFT__WAIT_KINDS
+};
+
 /* --------------------------------------------------------------------------
  * Interruptible waits (cancel.c)
  *
@@ -125,6 +145,11 @@ struct weft__wait {
     void (*interrupt)(struct weft__wait *w, int code);
     void *arg;                /* for the hook */
     struct weft__timer timer; /* the deadline, while blocked with one */
+    /* What the waiter waits on: written by the waiter before
+     * weft__wait_arm, read by the dump under the task's lock once arm has
+     * published the wait in t->wait (the lock orders the two). */
+    enum weft__wait_kind kind;
+    uint64_t detail;
 };
 
 /* The result a wait's deadline completes it with. */
@@ -132,6 +157,15 @@ struct weft__wait {
 
 void weft__wait_init(struct weft__wait *w,
                      void (*interrupt)(struct weft__wait *, int), void *arg);
+/* Say what w waits on (the task dump shows it). Call it between
+ * weft__wait_init (which sets WEFT__WAIT_OTHER) and weft__wait_arm. */
+static inline void weft__wait_set_kind(struct weft__wait *w,
+                                       enum weft__wait_kind kind,
+                                       uint64_t detail)
+{
+    w->kind = kind;
+    w->detail = detail;
+}
 int weft__wait_arm(struct weft__wait *w);
 void weft__wait_disarm(struct weft__wait *w);
 /* Undo init (+ arm) for a wait that will not block: arm returned an
@@ -217,6 +251,16 @@ static inline weft_task *weft__current(void)
 
 /* Monotonic clock in nanoseconds. */
 int64_t weft__now_ns(void);
+
+/* Statistics kept for the other layers (stats.c), summed by weft_stats_get:
+ * n fd events turned into wake-ups (io/reactor.c, per epoll batch), and a
+ * job handed to the blocking pool (io/offload.c). On a worker of rt they
+ * count in that worker's counters (no atomic); on any other thread, in
+ * rt's `outside` counters (an atomic add). rt NULL: the runtime the
+ * calling thread works for (a worker's, or the reactor thread's), if any;
+ * otherwise nothing is counted. */
+void weft__stats_io_events(weft_runtime *rt, unsigned n);
+void weft__stats_pool_job(weft_runtime *rt);
 
 /* A broken internal invariant: print "weft: <msg>" and abort. */
 __attribute__((noreturn, cold, format(printf, 1, 2))) void

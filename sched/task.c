@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "sched/alloc.h"
 #include "sched/internal.h"
@@ -68,14 +69,21 @@ int weft__registry_init(weft_runtime *rt)
         s->cap = s->used = s->live = 0;
         s->free_head = UINT32_MAX;
         s->orphaned = false;
+        s->born = NULL;
     }
+    /* Ages: an array per shard from the start, grown with the slots. */
+    for (unsigned i = 0; rt->track_age && i < n; i++)
+        if (!(rt->shards[i].born = weft__malloc(sizeof(int64_t))))
+            return -ENOMEM;
     return 0;
 }
 
 void weft__registry_free(weft_runtime *rt)
 {
-    for (unsigned i = 0; rt->shards && i <= rt->nworkers; i++)
+    for (unsigned i = 0; rt->shards && i <= rt->nworkers; i++) {
         weft__free(rt->shards[i].slots);
+        weft__free(rt->shards[i].born);
+    }
     weft__free(rt->shards);
     weft__free(rt);
 }
@@ -100,10 +108,17 @@ bool weft__registry_orphan(weft_runtime *rt)
     return weft__faa_seq_u32(&rt->orphan_refs, -unused) == unused;
 }
 
-/* Caller holds s->lock. Doubles the slot array. */
-static int shard_grow_locked(struct weft__shard *s)
+/* Caller holds s->lock. Doubles the slot array (and the spawn times', if
+ * the runtime keeps them: s->born is set from the start then). */
+static int shard_grow_locked(struct weft__shard *s, bool ages)
 {
     uint32_t cap = s->cap ? 2 * s->cap : 64;
+    if (ages) {
+        int64_t *born = weft__realloc(s->born, cap * sizeof(*born));
+        if (!born)
+            return -ENOMEM;
+        s->born = born;
+    }
     uintptr_t *slots = weft__realloc(s->slots, cap * sizeof(*slots));
     if (!slots)
         return -ENOMEM;
@@ -112,20 +127,30 @@ static int shard_grow_locked(struct weft__shard *s)
     return 0;
 }
 
+int64_t weft__coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int shard_insert(struct weft__shard *s, weft_task *t)
 {
     weft__spin_lock(&s->lock);
+    bool ages = s->born != NULL;
     uint32_t i = s->free_head;
     if (i != UINT32_MAX) {
         s->free_head = (uint32_t)(s->slots[i] >> 1);
     } else {
-        if (s->used == s->cap && shard_grow_locked(s) < 0) {
+        if (s->used == s->cap && shard_grow_locked(s, ages) < 0) {
             weft__spin_unlock(&s->lock);
             return -ENOMEM;
         }
         i = s->used++;
     }
     s->slots[i] = (uintptr_t)t;
+    if (WEFT_UNLIKELY(ages))
+        s->born[i] = weft__coarse_now_ns();
     s->live++;
     t->slot = i;
     weft__spin_unlock(&s->lock);
@@ -208,10 +233,18 @@ void weft__task_start(weft_task *t)
     weft_runtime *rt = t->rt;
     /* Counted before the task can run, so that its completion can never be
      * counted before its spawn (weft__runtime_alive). */
-    if (w && w->rt == rt)
-        weft__count_rel(&w->counters.spawned, 1);
-    else
-        weft__faa_seq_u64(&rt->ext_spawned, 1);
+    uint64_t n;
+    if (w && w->rt == rt) {
+        n = weft__load_rlx_u64(&w->counters.spawned) + 1;
+        weft__store_rel_u64(&w->counters.spawned, n); /* the owner's */
+    } else {
+        n = weft__faa_seq_u64(&rt->ext_spawned, 1) + 1;
+    }
+    /* Its wait to start may be a delay sample, picked by the spawn count
+     * (stats.c). Relaxed: nobody else sees t before the submit publishes
+     * it. */
+    if (WEFT_UNLIKELY(weft__delay_pick(n, rt->sample_limit)))
+        weft__store_rlx_u32(&t->where, t->where | weft__delay_stamp(t));
     weft__task_submit(t);
 }
 
@@ -321,6 +354,7 @@ int weft__join_done(weft_task *t, void *claim,
         return 0;
     struct join_wait j = {.done.fn = join_done};
     weft__wait_init(&j.wait, hook, arg);
+    weft__wait_set_kind(&j.wait, WEFT__WAIT_JOIN, t->id);
     /* With a hook arm returns 0: a pending interrupt has been forwarded,
      * the wait stays armed, and the join goes on. */
     (void)weft__wait_arm(&j.wait);
@@ -425,6 +459,17 @@ int weft_task_set_name(weft_task *t, const char *name)
 weft_task *weft_current(void)
 {
     return weft__current();
+}
+
+void weft__task_name(const weft_task *t, char out[32])
+{
+    struct weft__shard *s = shard_of(t);
+    weft__spin_lock(&s->lock);
+    if (t->name)
+        strcpy(out, t->name); /* at most 31 bytes + NUL */
+    else
+        out[0] = '\0';
+    weft__spin_unlock(&s->lock);
 }
 
 /* --------------------------------------------------------------------------

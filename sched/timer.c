@@ -181,13 +181,22 @@ static void *timer_main(void *arg)
     /* The tasks the timers wake go to the injection queue together. */
     struct weft__batch batch = {.rt = rt};
     weft__tls_batch = &batch;
+    weft__tls_reactor_of = rt; /* its trace events go to the reactor's */
     pthread_mutex_lock(&h->lock);
     while (!h->stop) {
         int64_t now = weft__now_ns();
+        uint64_t fired = 0;
         while (h->len > 0 && h->heap[0]->deadline_ns <= now) {
             struct weft__timer *t = h->heap[0];
             heap_remove(h, t);
             t->fire(t);
+            fired++;
+        }
+        if (fired) {
+            /* This thread is the counter's only writer. */
+            weft__count(&rt->outside.timers_fired, fired);
+            if (WEFT_UNLIKELY(rt->trace != NULL))
+                weft__trace_timers(rt, now, fired);
         }
         h->sleep_until = h->len > 0 ? h->heap[0]->deadline_ns : WEFT__NEVER;
         int64_t until = h->sleep_until;
@@ -201,6 +210,7 @@ static void *timer_main(void *arg)
     }
     pthread_mutex_unlock(&h->lock);
     weft__tls_batch = NULL;
+    weft__tls_reactor_of = NULL;
     return NULL;
 }
 
@@ -262,6 +272,7 @@ static int sleep_until_ns(int64_t deadline_ns)
     }
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
+    weft__wait_set_kind(&w, WEFT__WAIT_SLEEP, (uint64_t)deadline_ns);
     int rc = weft__wait_arm(&w);
     if (rc) {
         weft__wait_abandon(&w);

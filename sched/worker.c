@@ -161,6 +161,46 @@ static inline void set_where(weft_task *t, int worker,
     weft__store_rlx_u32(&t->where, weft__where_encode(worker, state));
 }
 
+/* t becomes ready: READY, and if its last run was picked for a delay
+ * sample (STAMP), stamped and SAMPLED (stats.c). Relaxed as in set_where:
+ * only the party that makes t ready writes `where` now, and the worker
+ * that runs t reads it after the queue or park hand-off that gives it t,
+ * which orders this store (and the stamp) before that read. */
+static inline void set_ready(weft_task *t, int worker)
+{
+    uint32_t where = weft__load_rlx_u32(&t->where);
+    uint32_t sampled = 0;
+    if (WEFT_UNLIKELY(where & WEFT__WHERE_STAMP))
+        sampled = weft__delay_stamp(t);
+    weft__store_rlx_u32(&t->where,
+                        weft__where_encode(worker, WEFT_TASK_READY) | sampled);
+}
+
+/* w starts a run of t: counts it, and, if the run is picked for a delay
+ * sample, or t's wait was one, or w watches its runs (next_observe 0),
+ * lets stats.c see it. Returns the flag for t's RUNNING `where`. Before
+ * t->stack is set if t has not started (its stamp is read from
+ * spawn_ns). Relaxed load of `where`: see set_ready. */
+static inline uint32_t begin_run(struct weft__worker *w, weft_task *t)
+{
+    uint64_t n = weft__load_rlx_u64(&w->counters.runs) + 1;
+    weft__store_rlx_u64(&w->counters.runs, n); /* the owner's counter */
+    uint32_t where = weft__load_rlx_u32(&t->where);
+    if (WEFT_UNLIKELY((where & WEFT__WHERE_SAMPLED) || n >= w->next_observe))
+        return weft__run_observed(w, t, where, n);
+    return 0;
+}
+
+/* The running task of w changes to t (NULL: the scheduler). Only when w
+ * watches its runs (WEFT_SLOW_TASK_MS, WEFT_TRACE) does this read the
+ * clock. */
+static inline void set_current(struct weft__worker *w, weft_task *t)
+{
+    if (WEFT_UNLIKELY(w->watch))
+        weft__watch_switch(w, t);
+    w->current = t;
+}
+
 /* Tell the other workers about work this one made stealable. With one
  * worker there is nobody to tell: the caller itself will run it. */
 static inline void notify_peers(weft_runtime *rt)
@@ -408,6 +448,8 @@ static weft_task *steal_from(struct weft__worker *w, struct weft__worker *v)
             got++;
         }
         weft__count(&w->counters.steals, got);
+        if (WEFT_UNLIKELY(w->trace))
+            weft__trace_steal(w, v->index, got);
         return x;
     }
     return NULL;
@@ -588,7 +630,12 @@ void weft__notify(weft_runtime *rt)
 /* t's context is saved: let its waker have it. */
 static void finish_park(struct weft__worker *w, weft_task *t)
 {
-    set_where(t, (int)w->index, WEFT_TASK_WAITING);
+    /* WAITING, keeping STAMP for the wake (set_ready). Relaxed: t's own
+     * worker is the only writer now. */
+    uint32_t stamp = weft__load_rlx_u32(&t->where) & WEFT__WHERE_STAMP;
+    weft__store_rlx_u32(&t->where,
+                        weft__where_encode((int)w->index, WEFT_TASK_WAITING) |
+                            stamp);
     /* Seq CAS: publishes the saved context (t->sp) to the waker's
      * exchange in weft__waiter_wake, which then enqueues t. If it fails,
      * the waker came first and left RUN: requeue t here. */
@@ -597,7 +644,7 @@ static void finish_park(struct weft__worker *w, weft_task *t)
          * (when called on a task's stack, after park_task's direct
          * switch) may keep the worker for long, and an idle worker can
          * steal from the deque. */
-        set_where(t, (int)w->index, WEFT_TASK_READY);
+        set_ready(t, (int)w->index);
         weft__task_submit(t);
     }
 }
@@ -607,11 +654,12 @@ static void finish_park(struct weft__worker *w, weft_task *t)
  * it never runs. */
 static bool prepare_run(struct weft__worker *w, weft_task *t)
 {
+    if (WEFT_UNLIKELY(!t->stack && weft__task_cancelled_before_start(t))) {
+        weft__task_finish(w, t);
+        return false;
+    }
+    uint32_t stamp = begin_run(w, t);
     if (!t->stack) {
-        if (WEFT_UNLIKELY(weft__task_cancelled_before_start(t))) {
-            weft__task_finish(w, t);
-            return false;
-        }
         t->stack = weft__stack_acquire(&w->rt->stacks, &w->stacks,
                                        weft__task_stack_size(t));
         if (!t->stack)
@@ -622,9 +670,12 @@ static bool prepare_run(struct weft__worker *w, weft_task *t)
                         strerror(errno));
         t->sp = weft__ctx_make(weft__stack_top(t->stack), task_main, t);
     }
+    /* No watch here: when watching, begin_run made it. */
     w->current = t;
-    set_where(t, (int)w->index, WEFT_TASK_RUNNING);
-    weft__count(&w->counters.runs, 1);
+    /* Relaxed: see set_where. */
+    weft__store_rlx_u32(&t->where,
+                        weft__where_encode((int)w->index, WEFT_TASK_RUNNING) |
+                            stamp);
     weft__count(&w->counters.switches, 1);
     return true;
 }
@@ -638,7 +689,7 @@ static void run_task(struct weft__worker *w, weft_task *t)
      * may have switched among themselves (weft_yield, park_task), or t may
      * have run a child inline that then suspended (weft__join_run_inline).
      * It left itself in w->out (switch_to_sched). */
-    w->current = NULL;
+    set_current(w, NULL);
     weft__count(&w->counters.switches, 1);
     after_switch(w);
 }
@@ -721,12 +772,12 @@ void weft__task_enqueue(weft_task *t)
     weft_runtime *rt = t->rt;
     if (w && w->rt == rt) {
         if (WEFT_UNLIKELY(w->collect)) { /* poll_io */
-            set_where(t, -1, WEFT_TASK_READY);
+            set_ready(t, -1);
             weft__task_list_append(&w->collect->tasks, t, t);
             w->collect->n++;
             return;
         }
-        set_where(t, (int)w->index, WEFT_TASK_READY);
+        set_ready(t, (int)w->index);
         /* The LIFO slot: the woken task runs next on this worker. The task
          * it displaces becomes stealable. */
         weft_task *prev = w->lifo;
@@ -737,7 +788,7 @@ void weft__task_enqueue(weft_task *t)
         }
         return;
     }
-    set_where(t, -1, WEFT_TASK_READY);
+    set_ready(t, -1);
     /* Only a thread that is no worker sets weft__tls_batch. */
     struct weft__batch *b = weft__tls_batch;
     if (b && b->rt == rt) {
@@ -815,6 +866,12 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
         (void)weft_cancel(c);
     if (WEFT_UNLIKELY(weft__task_cancelled_before_start(c)))
         return weft__task_finish_inline(w, c);
+    /* c's wait since its spawn, if timed (stats.c), while c has not
+     * started. Inline runs are not picked for samples themselves (nor is
+     * self's STAMP kept): this is the fork-join path, where each
+     * instruction shows. Relaxed: see set_ready. */
+    if (WEFT_UNLIKELY(weft__load_rlx_u32(&c->where) & WEFT__WHERE_SAMPLED))
+        (void)weft__run_observed(w, c, WEFT__WHERE_SAMPLED, 0);
     c->stack = self->stack; /* borrowed: marks c as started */
     weft_fn fn = c->fn;
     /* The same field: c's suspension points look at self's interrupts,
@@ -823,12 +880,12 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
     weft__inline_adopt(c, self);
     set_where(self, (int)w->index, WEFT_TASK_WAITING);
     set_where(c, (int)w->index, WEFT_TASK_RUNNING);
-    w->current = c;
+    set_current(w, c);
     weft__count(&w->counters.runs, 1);
     c->arg = fn(c->arg);
     weft__task_returned(c);
     w = weft__tls_worker_reload(); /* c may have suspended and moved */
-    w->current = self;
+    set_current(w, self);
     set_where(self, (int)w->index, WEFT_TASK_RUNNING);
     c->stack = NULL;
     return weft__task_finish_inline(w, c);
@@ -910,9 +967,14 @@ int weft_yield(void)
     /* None: no other task is ready here, so carry on, as asyncio's
      * sleep(0) does on an empty ready queue. */
     weft_task *next = next_ready(w);
-    if (!next)
+    if (!next) {
+        /* Still a suspension point: a slow task report times the run
+         * from here on. */
+        if (WEFT_UNLIKELY(w->slow_ns))
+            weft__slow_restart(w);
         return weft__task_interrupt_of(t);
-    set_where(t, (int)w->index, WEFT_TASK_READY);
+    }
+    set_ready(t, (int)w->index);
     /* t goes on the yield list, which only this thread reads, so nobody
      * can resume t before its context is saved. But no other worker can
      * take it from there either: if one is idle while next never suspends,
@@ -992,6 +1054,16 @@ void weft__waiter_abandon(struct weft__waiter *wt)
         weft__store_rlx_u32(&wt->task->park_state, WEFT__RUN);
 }
 
+/* Make woken t ready on the waker's deque, or through the injection queue
+ * from any other thread (a stealable waiter: sched.h). */
+static void submit_woken(weft_task *t)
+{
+    struct weft__worker *w = weft__tls_worker;
+    bool local = w && w->rt == t->rt;
+    set_ready(t, local ? (int)w->index : -1);
+    weft__task_submit(t);
+}
+
 void weft__waiter_wake(struct weft__waiter *wt)
 {
     weft_task *t = wt->task; /* read before the waiter's stack may change */
@@ -1000,7 +1072,7 @@ void weft__waiter_wake(struct weft__waiter *wt)
          * the two sees the other and enqueues t. */
         if (weft__xchg_seq_u32(&t->park_state, WEFT__RUN) == WEFT__PARKED) {
             if (WEFT_UNLIKELY(wt->stealable))
-                weft__task_submit(t);
+                submit_woken(t);
             else
                 weft__task_enqueue(t);
         }
@@ -1027,6 +1099,7 @@ int weft__worker_new(weft_runtime *rt, unsigned index)
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (index + 1);
     w->fair_countdown = WEFT__FAIR_TICKS;
+    weft__stats_worker_init(w);
     int err = weft__deque_init(&w->deque, WEFT__DEQUE_CAP);
     if (err < 0) {
         weft__free(w);
