@@ -53,6 +53,17 @@
  * the call returns. (asyncio skips a job cancelled before it starts; that
  * leaves its caller unable to tell whether fn ran.)
  *
+ * Tracing (WEFT_TRACE, sched/trace.c). Each pool thread holds a slot, a
+ * number below WEFT__POOL_THREADS_MAX that no other live pool thread
+ * holds (taken and given back under pool.lock), and draws the jobs it runs
+ * on the slot's track in their submitter's trace. A job is stamped by its
+ * submitter (weft__trace_job_stamp); a stamped job is timed, and drawn
+ * only once the pool thread has won the claim of its caller's wait and
+ * before it wakes the caller, the one window in which the caller's
+ * runtime cannot be freed (trace.c's invariant), so no lock is taken for
+ * it. Untraced, a job costs a call and a test at its submitter, and a
+ * predictable test around fn and at the wake here.
+ *
  * Signals: pool threads block every asynchronous signal, so that a
  * process-directed signal goes to a thread that expects it. Fault signals
  * (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS) stay unblocked: the
@@ -86,8 +97,10 @@
 /* How long a pool thread waits for a job before it retires. */
 #define IDLE_NS (10 * 1000000000LL)
 
-/* The most pool threads, whatever the CPU count (asyncio's bound). */
-#define MAX_THREADS 32u
+/* The most pool threads, whatever the CPU count (asyncio's bound); the
+ * slots' bitmap below has a bit for each. */
+#define MAX_THREADS WEFT__POOL_THREADS_MAX
+_Static_assert(MAX_THREADS <= 32, "pool.slots has 32 bits");
 
 struct job {
     struct job *next; /* under pool.lock, while queued */
@@ -101,6 +114,9 @@ struct job {
      * (or when it was interrupted before queueing the job). */
     struct weft__wait *wait;
     bool done; /* under pool.lock: fn has returned */
+    /* The submitter's trace stamp (trace.rt NULL: untraced): written
+     * before queueing, then read-only. */
+    struct weft__trace_job trace;
 };
 
 static struct pool {
@@ -110,6 +126,7 @@ static struct pool {
     unsigned queued;         /* jobs in that queue */
     unsigned nthreads;       /* threads alive: running a job, idle or new */
     unsigned idle;           /* threads waiting on `work` */
+    uint32_t slots;          /* bit k: a live thread holds slot k */
     unsigned bound;          /* written once by pool_init */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -149,6 +166,7 @@ static void pool_after_fork(void)
     cond_init(&pool.work);
     pool.head = pool.tail = NULL;
     pool.queued = pool.nthreads = pool.idle = 0;
+    pool.slots = 0;
 }
 
 static void pool_init(void)
@@ -186,8 +204,9 @@ static struct job *pop_locked(struct pool *p)
 }
 
 /* The next job, waiting for one while there is none. NULL when none came
- * for IDLE_NS: the thread is counted out and must exit. */
-static struct job *take_locked(struct pool *p)
+ * for IDLE_NS: the thread is counted out, its slot given back, and it
+ * must exit. */
+static struct job *take_locked(struct pool *p, unsigned slot)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
@@ -200,6 +219,7 @@ static struct job *take_locked(struct pool *p)
          * "queue not empty => a thread exists" (top of file). */
         if (rc == ETIMEDOUT && !p->head) {
             p->nthreads--;
+            p->slots &= ~(1u << slot);
             return NULL;
         }
     }
@@ -225,16 +245,29 @@ static struct weft__wait *finish_locked(struct job *j, void *r, bool *orphan)
     return NULL;
 }
 
-static void *pool_main(void *unused)
+/* Run j's fn; for a traced job, note when it ran in span[0..1]. */
+static void *run_job(const struct job *j, int64_t span[2])
 {
-    (void)unused;
+    if (WEFT_LIKELY(!j->trace.rt))
+        return j->fn(j->arg);
+    span[0] = weft__now_ns();
+    void *r = j->fn(j->arg);
+    span[1] = weft__now_ns();
+    return r;
+}
+
+static void *pool_main(void *arg)
+{
+    const unsigned slot = (unsigned)(uintptr_t)arg;
     struct pool *p = &pool;
+    weft__tls_pool_slot = slot + 1;
     pthread_setname_np(pthread_self(), "weft-blocking");
     pthread_mutex_lock(&p->lock);
-    struct job *j = take_locked(p);
+    struct job *j = take_locked(p, slot);
     pthread_mutex_unlock(&p->lock);
     while (j) {
-        void *r = j->fn(j->arg);
+        int64_t span[2] = {0, 0};
+        void *r = run_job(j, span);
         bool orphan;
         pthread_mutex_lock(&p->lock);
         struct weft__wait *w = finish_locked(j, r, &orphan);
@@ -242,15 +275,19 @@ static void *pool_main(void *unused)
         pthread_mutex_unlock(&p->lock);
         /* Outside the lock: the wake may take the runtime's injection
          * lock and wake a worker. After it, the caller may return and
-         * free j: neither is touched again here. */
-        if (w)
+         * free j: neither is touched again here. Before it, the caller
+         * (and its runtime, and j) cannot go: the job is drawn then. */
+        if (w) {
+            if (WEFT_UNLIKELY(j->trace.rt != NULL))
+                weft__trace_job(&j->trace, j->fn, span[0], span[1]);
             weft__wait_wake(w);
+        }
         if (orphan)
             weft__free(j);
         j = next;
         if (!j) {
             pthread_mutex_lock(&p->lock);
-            j = take_locked(p);
+            j = take_locked(p, slot);
             pthread_mutex_unlock(&p->lock);
         }
     }
@@ -274,13 +311,18 @@ static int start_thread_locked(struct pool *p)
      * create, then restore ours (a signal that arrives meanwhile stays
      * pending until then). */
     pthread_sigmask(SIG_SETMASK, &mask, &old);
+    /* A free slot: fewer than MAX_THREADS threads live (nthreads < bound),
+     * and each holds one. */
+    WEFT_ASSERT(p->slots != UINT32_MAX);
+    unsigned slot = (unsigned)__builtin_ctz(~p->slots);
     pthread_t th;
-    int err = pthread_create(&th, &attr, pool_main, NULL);
+    int err = pthread_create(&th, &attr, pool_main, (void *)(uintptr_t)slot);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err)
         return -ENOMEM; /* EAGAIN: out of threads or memory for a stack */
     p->nthreads++;
+    p->slots |= 1u << slot;
     return 0;
 }
 
@@ -339,6 +381,7 @@ int weft_to_thread(weft_fn fn, void *arg, void **result)
     if (!j)
         return -ENOMEM;
     *j = (struct job){.fn = fn, .arg = arg};
+    weft__trace_job_stamp(&j->trace);
     struct weft__wait w;
     weft__wait_init(&w, NULL, NULL);
     weft__wait_set_kind(&w, WEFT__WAIT_THREAD, (uint64_t)(uintptr_t)fn);

@@ -11,8 +11,10 @@
  * of the dump holds up no spawn, join or cancel.
  *
  * Waits that are not published in t->wait (a raw weft__waiter, or a
- * weft__wait that is never armed, as an uninterruptible lock hand-over)
- * show as "waiting" without a kind.
+ * weft__wait that is never armed) show as "waiting" without a kind, and
+ * so do armed waits whose kind was never set (WEFT__WAIT_OTHER). Every
+ * wait in sync/ is armed with its kind, its uninterruptible ones (the
+ * lock a condition waiter takes back) included: sync/waitq.c.
  *
  * SIGUSR1. The handler does the one async-signal-safe thing it needs: it
  * posts a semaphore (sem_post is async-signal-safe, and unlike a pipe or

@@ -262,6 +262,43 @@ int64_t weft__now_ns(void);
 void weft__stats_io_events(weft_runtime *rt, unsigned n);
 void weft__stats_pool_job(weft_runtime *rt);
 
+/* --------------------------------------------------------------------------
+ * The blocking pool in a trace (trace.c, WEFT_TRACE; io/offload.c calls
+ * these). A job that a task of a traced runtime hands to the pool is
+ * stamped by its submitter; the pool thread that runs it draws it on a
+ * track of its own ("blocking <slot>") in that runtime's trace, with an
+ * arrow from the submitter's run. trace.c says when a pool thread may
+ * write into a runtime's trace.
+ */
+
+/* The most pool threads (the pool's bound, whatever the CPU count), and
+ * so the pool tracks of a trace. A pool thread's slot is below it. */
+#define WEFT__POOL_THREADS_MAX 32u
+
+/* A job's trace stamp: written by its submitter before the job is queued,
+ * read-only after. */
+struct weft__trace_job {
+    weft_runtime *rt;  /* the submitter's runtime if it is traced, or NULL */
+    uint64_t task;     /* the submitter's id */
+    int64_t submit_ns; /* when it was stamped */
+    uint32_t worker;   /* the submitter's worker */
+};
+
+/* 1 + the slot of the calling pool thread, 0 on every other thread: set
+ * by each pool thread for itself (offload.c), read by trace.c, which puts
+ * the thread's events (the wake-ups it does) on the slot's track. */
+extern __thread uint32_t weft__tls_pool_slot;
+
+/* From a task: stamp j if the task's runtime is traced, else set j->rt to
+ * NULL (untraced, that is all it costs: a call, a TLS load, a test). */
+void weft__trace_job_stamp(struct weft__trace_job *j);
+
+/* From a pool thread: the job stamped j (j->rt not NULL) ran fn from
+ * start_ns to end_ns. The caller must keep j->rt's trace alive: it holds
+ * the won claim of the submitter's wait and has not woken it yet. */
+void weft__trace_job(const struct weft__trace_job *j, weft_fn fn,
+                     int64_t start_ns, int64_t end_ns);
+
 /* A broken internal invariant: print "weft: <msg>" and abort. */
 __attribute__((noreturn, cold, format(printf, 1, 2))) void
 weft__panic(const char *fmt, ...);

@@ -1,14 +1,19 @@
 /* Chrome trace-event export: WEFT_TRACE=<file.json>.
  *
  * What a viewer (Perfetto, chrome://tracing) shows: one track per worker,
- * one for the reactor thread and one for every other thread (plain
- * threads that spawn or wake tasks), in one process. On a worker's track,
- * a slice per task run, named after the task ("task <id>" when unnamed),
- * with the task's id in its args. Arrows (flow events) go from where a
- * task was made ready to the run that followed: "spawn" from the spawner,
- * "wake" from the waker (a task, the reactor thread firing timers or fd
- * events, another thread), and "steal" from the victim's track to the
- * thief's. On the reactor's track, a slice per round of timers fired.
+ * one for the reactor thread, one per blocking-pool thread that ran a job
+ * of this runtime ("blocking <slot>") and one for every other thread
+ * (plain threads that spawn or wake tasks), in one process. On a worker's
+ * track, a slice per task run, named after the task ("task <id>" when
+ * unnamed), with the task's id in its args. Arrows (flow events) go from
+ * where a task was made ready to the run that followed: "spawn" from the
+ * spawner, "wake" from the waker (a task, the reactor thread firing timers
+ * or fd events, a pool thread whose job is done, another thread), and
+ * "steal" from the victim's track to the thief's. On the reactor's track,
+ * a slice per round of timers fired. On a pool thread's track, a slice
+ * ("job") per weft_to_thread call it ran, with a "to_thread" arrow from
+ * the submitting task's run to it; the "wake" arrow from its end to the
+ * caller's next run follows.
  *
  * Recording. Tracing rides on the hooks of the delay statistics (stats.c):
  * a traced runtime times every wait (delay_every 1) and watches every run
@@ -31,6 +36,30 @@
  * stopped. A buffer keeps at most WEFT__TRACE_MAX events; later ones are
  * counted and dropped (the file says how many).
  *
+ * Blocking-pool threads. The pool belongs to the process (io/offload.c)
+ * and outlives runtimes; a trace belongs to its runtime. So each trace
+ * has a buffer per pool thread slot (WEFT__POOL_THREADS_MAX, empty until
+ * used), and the pool thread that holds slot k is the only writer of
+ * buffer k in every trace: it records without a lock, as a worker does. A
+ * slot passes from a retiring thread to a new one under the pool's lock,
+ * which orders the two writers. A job's event is recorded by the pool
+ * thread in one go when the job is done (weft__trace_job), with the
+ * submitter's stamp (weft__trace_job_stamp) in it: the submitter writes
+ * nothing into the trace, so every "to_thread" arrow that starts ends.
+ *
+ * Invariant: a pool thread writes into rt's trace only while rt cannot be
+ * finished: (1) a job's event, between winning the claim of its caller's
+ * wait and waking the caller: the caller is a task of rt, parked until
+ * that wake, and weft_runtime_free finishes the trace only once every
+ * task of rt has ended; (2) the wake's own ready event, which set_ready
+ * records before the task is queued, so still before it can run and end;
+ * (3) ready events of tasks of rt that fn itself wakes or spawns, under
+ * the contract of any other thread (a thread that uses rt keeps it
+ * alive). So no pool thread writes into a trace after weft__trace_finish,
+ * which may free it at once. The cost: a job whose caller was interrupted
+ * before fn returned (the pool thread lost the claim) is not drawn, since
+ * its runtime may be gone by then.
+ *
  * The file is written at weft_runtime_free (complete: every run has ended)
  * or, for a runtime still alive then, by an atexit handler (the runs that
  * are under way are missing). One event per line. Several traced runtimes
@@ -50,12 +79,15 @@
 #define WEFT__TRACE_MAX  (1u << 20) /* events per buffer */
 #define TRACK_REACTOR(n) (n)        /* the tracks after the workers' */
 #define TRACK_OTHER(n)   ((n) + 1)
+#define TRACK_POOL(n, k) ((n) + 2 + (k)) /* pool thread slot k */
 
 enum ev_kind {
     EV_RUN,    /* a task's run: a slice, and the end of `flow` */
     EV_READY,  /* a task made ready: the start of `flow` */
     EV_STEAL,  /* tasks stolen from `track2` by `track` */
     EV_TIMERS, /* the reactor fired `n` timers */
+    EV_JOB,    /* a pool thread ran a job of task `n`: a slice, ending
+                  `flow`, which starts on worker `track2` at submit_ts */
 };
 
 struct ev {
@@ -63,9 +95,15 @@ struct ev {
     uint64_t flow;   /* RUN: the flow it ends (0: none); READY, STEAL */
     uint64_t n;      /* RUN, READY: the task's id; STEAL, TIMERS: count */
     uint32_t track;  /* where it happened */
-    uint32_t track2; /* STEAL: the victim's track */
+    uint32_t track2; /* STEAL: the victim's track; JOB: the submitter's */
     uint8_t kind;
-    char name[32]; /* RUN: the task's name, "" for none */
+    union {
+        char name[32]; /* RUN: the task's name, "" for none */
+        struct {
+            int64_t submit_ts; /* when the task submitted it */
+            uintptr_t fn;      /* what it ran */
+        } job;                 /* JOB */
+    };
 };
 
 struct chunk {
@@ -89,10 +127,13 @@ struct weft__trace {
     pthread_mutex_t other_lock;
     struct weft__trace_buf other; /* under other_lock */
     weft_runtime *exit_next;      /* the atexit list, under exit_lock */
+    /* Pool thread slot k's, written by that thread only (top of file). */
+    struct weft__trace_buf pool[WEFT__POOL_THREADS_MAX];
     struct weft__trace_buf workers[];
 };
 
 __thread weft_runtime *weft__tls_reactor_of;
+__thread uint32_t weft__tls_pool_slot;
 
 /* --------------------------------------------------------------------------
  * Recording
@@ -140,8 +181,8 @@ static void commit(struct weft__trace_buf *b)
 }
 
 /* The buffer of the calling thread for events of rt: a worker's own, the
- * reactor thread's, or the shared one (then *locked, and the caller
- * unlocks). */
+ * reactor thread's, a pool thread's slot's, or the shared one (then
+ * *locked, and the caller unlocks). */
 static struct weft__trace_buf *buf_for(weft_runtime *rt, bool *locked)
 {
     struct weft__worker *w = weft__tls_worker;
@@ -150,6 +191,8 @@ static struct weft__trace_buf *buf_for(weft_runtime *rt, bool *locked)
         return w->trace;
     if (weft__tls_reactor_of == rt)
         return &rt->trace->reactor;
+    if (weft__tls_pool_slot)
+        return &rt->trace->pool[weft__tls_pool_slot - 1];
     pthread_mutex_lock(&rt->trace->other_lock);
     *locked = true;
     return &rt->trace->other;
@@ -220,6 +263,46 @@ void weft__trace_timers(weft_runtime *rt, int64_t start_ns, uint64_t n)
     e->dur = weft__now_ns() - start_ns;
     e->n = n;
     e->track = b->track;
+    commit(b);
+}
+
+void weft__trace_job_stamp(struct weft__trace_job *j)
+{
+    struct weft__worker *w = weft__tls_worker;
+    /* w->trace: set before w started, then immutable (stats.c). */
+    if (WEFT_LIKELY(!w || !w->trace || !w->current)) {
+        j->rt = NULL;
+        return;
+    }
+    j->rt = w->rt;
+    j->task = w->current->id;
+    j->submit_ns = weft__now_ns();
+    j->worker = w->index;
+}
+
+void weft__trace_job(const struct weft__trace_job *j, weft_fn fn,
+                     int64_t start_ns, int64_t end_ns)
+{
+    uint32_t slot = weft__tls_pool_slot;
+    WEFT_ASSERT(slot > 0 && slot <= WEFT__POOL_THREADS_MAX);
+    weft_runtime *rt = j->rt;
+    /* Alive: the caller holds the claim of a wait of a task of rt (top of
+     * file). Slot's buffer: ours alone. */
+    struct weft__trace_buf *b = &rt->trace->pool[slot - 1];
+    struct ev *e = ev_slot(b);
+    if (!e)
+        return;
+    e->kind = EV_JOB;
+    e->ts = start_ns - rt->start_ns;
+    e->dur = end_ns - start_ns;
+    /* A flow of its own name ("to_thread"), so its ids cannot meet those
+     * of "spawn" and "wake"; unique, as a task has one call at a time. */
+    e->flow = weft__trace_flow_id(j->task, j->submit_ns, false);
+    e->n = j->task;
+    e->track = b->track;
+    e->track2 = j->worker;
+    e->job.submit_ts = j->submit_ns - rt->start_ns;
+    e->job.fn = (uintptr_t)fn;
     commit(b);
 }
 
@@ -300,7 +383,7 @@ static const char *flow_name(uint64_t flow)
 
 static void put_ev(struct out *o, const struct ev *e)
 {
-    char args[64];
+    char args[96];
     switch (e->kind) {
     case EV_RUN:
         snprintf(args, sizeof args, "\"task\":%llu", (unsigned long long)e->n);
@@ -333,6 +416,17 @@ static void put_ev(struct out *o, const struct ev *e)
     case EV_TIMERS:
         snprintf(args, sizeof args, "\"fired\":%llu", (unsigned long long)e->n);
         put_slice(o, "timers", false, e->track, e->ts, e->dur, args);
+        break;
+    case EV_JOB:
+        /* A mark in the submitter's run for the arrow to start from, as
+         * for EV_READY. */
+        snprintf(args, sizeof args, "\"for\":%llu", (unsigned long long)e->n);
+        put_slice(o, "to_thread", false, e->track2, e->job.submit_ts, 1, args);
+        put_flow(o, 's', "to_thread", e->flow, e->track2, e->job.submit_ts);
+        snprintf(args, sizeof args, "\"for\":%llu,\"fn\":\"%#llx\"",
+                 (unsigned long long)e->n, (unsigned long long)e->job.fn);
+        put_slice(o, "job", false, e->track, e->ts, e->dur, args);
+        put_flow(o, 'f', "to_thread", e->flow, e->track, e->ts);
         break;
     }
 }
@@ -381,6 +475,8 @@ static void write_file(weft_runtime *rt)
     uint64_t lost = dropped(&tr->reactor) + dropped(&tr->other);
     for (unsigned i = 0; i < n; i++)
         lost += dropped(&tr->workers[i]);
+    for (unsigned k = 0; k < WEFT__POOL_THREADS_MAX; k++)
+        lost += dropped(&tr->pool[k]);
     fprintf(f,
             "{\"displayTimeUnit\":\"ns\",\"otherData\":{\"source\":\"weft\","
             "\"workers\":%u,\"dropped_events\":%llu},\"traceEvents\":[",
@@ -397,9 +493,18 @@ static void write_file(weft_runtime *rt)
     }
     put_track_name(&o, TRACK_REACTOR(n), "reactor");
     put_track_name(&o, TRACK_OTHER(n), "other threads");
+    for (unsigned k = 0; k < WEFT__POOL_THREADS_MAX; k++) {
+        /* Only the slots that ran a job of rt. Acquire: as in put_buf. */
+        if (!weft__load_acq_ptr(&tr->pool[k].head))
+            continue;
+        snprintf(name, sizeof name, "blocking %u", k);
+        put_track_name(&o, TRACK_POOL(n, k), name);
+    }
     for (unsigned i = 0; i < n; i++)
         put_buf(&o, &tr->workers[i]);
     put_buf(&o, &tr->reactor);
+    for (unsigned k = 0; k < WEFT__POOL_THREADS_MAX; k++)
+        put_buf(&o, &tr->pool[k]);
     pthread_mutex_lock(&tr->other_lock);
     put_buf(&o, &tr->other);
     pthread_mutex_unlock(&tr->other_lock);
@@ -442,6 +547,8 @@ static void trace_free(weft_runtime *rt)
         free_buf(&tr->workers[i]);
     free_buf(&tr->reactor);
     free_buf(&tr->other);
+    for (unsigned k = 0; k < WEFT__POOL_THREADS_MAX; k++)
+        free_buf(&tr->pool[k]);
     pthread_mutex_destroy(&tr->other_lock);
     weft__free(tr->path);
     weft__free(tr);
@@ -469,6 +576,8 @@ int weft__trace_new(weft_runtime *rt)
         buf_init(&tr->workers[i], i);
     buf_init(&tr->reactor, TRACK_REACTOR(n));
     buf_init(&tr->other, TRACK_OTHER(n));
+    for (unsigned k = 0; k < WEFT__POOL_THREADS_MAX; k++)
+        buf_init(&tr->pool[k], TRACK_POOL(n, k));
     pthread_mutex_init(&tr->other_lock, NULL);
     rt->trace = tr;
     /* Every wait is timed: each one is a flow (stats.c). */

@@ -73,7 +73,8 @@ static int wait(weft_barrier *barrier, int64_t deadline_ns)
             n->value = live++;
     if (live + 1 < b->parties) {
         struct weft__wq_node n;
-        int rc = weft__wq_wait(&b->waiters, &n, &b->qlock, deadline_ns, 0);
+        int rc = weft__wq_wait(&b->waiters, &n, &b->qlock, deadline_ns,
+                               WEFT__WAIT_BARRIER, b, 0);
         return rc ? rc : (int)n.value;
     }
     struct weft__wq_wakes wk = WEFT__WQ_WAKES_INIT;

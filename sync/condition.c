@@ -48,7 +48,7 @@ static int wait_held(struct weft__cond *c, int64_t deadline_ns)
 {
     struct weft__wq_node n;
     weft__qlock_acquire(&c->qlock);
-    int rc = weft__wq_enqueue(&c->waiters, &n, 0);
+    int rc = weft__wq_enqueue(&c->waiters, &n, WEFT__WAIT_COND, c, 0);
     weft__qlock_release(&c->qlock);
     weft__lock_release_held(c->lock);
     if (rc == 0)

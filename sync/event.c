@@ -87,7 +87,8 @@ static int wait(weft_event *ev, int64_t deadline_ns)
         return 0;
     }
     struct weft__wq_node n;
-    return weft__wq_wait(&e->waiters, &n, &e->qlock, deadline_ns, 0);
+    return weft__wq_wait(&e->waiters, &n, &e->qlock, deadline_ns,
+                         WEFT__WAIT_EVENT, e, 0);
 }
 
 int weft_event_wait(weft_event *ev)

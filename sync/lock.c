@@ -155,6 +155,7 @@ static __attribute__((noinline)) int acquire_slow(struct weft__lock *l,
             return 0;
         }
         int rc = weft__wq_wait(&l->waiters, &n, &l->qlock, deadline_ns,
+                               WEFT__WAIT_LOCK, l,
                                flags | at_head | WEFT__WQ_STEALABLE);
         if (rc < 0)
             return rc;

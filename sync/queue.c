@@ -231,7 +231,8 @@ static int put(weft_queue *queue, void *item, int64_t deadline_ns, bool nowait)
         rc = -EAGAIN;
     } else {
         struct weft__wq_node n = {.item = item};
-        rc = weft__wq_wait(&q->putters, &n, &q->qlock, deadline_ns, 0);
+        rc = weft__wq_wait(&q->putters, &n, &q->qlock, deadline_ns,
+                           WEFT__WAIT_QUEUE, q, 0);
         return rc ? rc : (int)n.value;
     }
     weft__qlock_release_wake(&q->qlock, &wk);
@@ -272,7 +273,8 @@ static int get(weft_queue *queue, void **item, int64_t deadline_ns, bool nowait)
         rc = -EAGAIN;
     } else {
         struct weft__wq_node n;
-        rc = weft__wq_wait(&q->getters, &n, &q->qlock, deadline_ns, 0);
+        rc = weft__wq_wait(&q->getters, &n, &q->qlock, deadline_ns,
+                           WEFT__WAIT_QUEUE, q, 0);
         if (rc == 0 && n.value == 0)
             *item = n.item;
         return rc ? rc : (int)n.value;
@@ -336,7 +338,8 @@ static int join(weft_queue *queue, int64_t deadline_ns)
         return 0;
     }
     struct weft__wq_node n;
-    return weft__wq_wait(&q->joiners, &n, &q->qlock, deadline_ns, 0);
+    return weft__wq_wait(&q->joiners, &n, &q->qlock, deadline_ns,
+                         WEFT__WAIT_QUEUE, q, 0);
 }
 
 int weft_queue_join(weft_queue *q)

@@ -72,7 +72,8 @@ static int acquire(weft_sem *sem, int64_t deadline_ns, bool nowait)
         return -EAGAIN;
     }
     struct weft__wq_node n;
-    return weft__wq_wait(&s->waiters, &n, &s->qlock, deadline_ns, 0);
+    return weft__wq_wait(&s->waiters, &n, &s->qlock, deadline_ns,
+                         WEFT__WAIT_SEM, s, 0);
 }
 
 int weft_sem_acquire(weft_sem *sem)

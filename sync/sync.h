@@ -154,7 +154,13 @@ static inline void weft__qlock_release_wake(weft__qlock *l,
  * weft__wq_enqueue: caller holds the qlock and has found that it must
  * wait. Queues n (at the tail, or at the head with WEFT__WQ_AT_HEAD) and
  * returns 0, or returns the task's pending interrupt with nothing queued.
- * The qlock stays held.
+ * The qlock stays held. `kind` and `obj` say what n waits on, for the
+ * task dump (sched.h: weft__wait_set_kind): the primitive's
+ * WEFT__WAIT_LOCK ... WEFT__WAIT_BARRIER and its address. They are two
+ * stores into n on the way to blocking, nothing on an uncontended path.
+ * A WEFT__WQ_NO_INTERRUPT wait is published all the same, with a hook
+ * that ignores interrupts, so the dump shows it too (the price: arm's and
+ * disarm's round trips on the task's lock, on that rare blocking path).
  *
  * weft__wq_block: the qlock l is not held. Waits until n is granted or the
  * wait is interrupted. Returns 0 when granted (n->item and n->value hold
@@ -162,6 +168,7 @@ static inline void weft__qlock_release_wake(weft__qlock *l,
  * -ETIMEDOUT (a scope, or deadline_ns passed), -ENOMEM (a task's deadline
  * needed a timer). */
 int weft__wq_enqueue(struct weft__wq *q, struct weft__wq_node *n,
+                     enum weft__wait_kind kind, const void *obj,
                      unsigned flags);
 int weft__wq_block(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
                    int64_t deadline_ns);
@@ -170,9 +177,10 @@ int weft__wq_block(struct weft__wq *q, struct weft__wq_node *n, weft__qlock *l,
  * it is not held on return. */
 static inline int weft__wq_wait(struct weft__wq *q, struct weft__wq_node *n,
                                 weft__qlock *l, int64_t deadline_ns,
+                                enum weft__wait_kind kind, const void *obj,
                                 unsigned flags)
 {
-    int rc = weft__wq_enqueue(q, n, flags);
+    int rc = weft__wq_enqueue(q, n, kind, obj, flags);
     weft__qlock_release(l);
     return rc ? rc : weft__wq_block(q, n, l, deadline_ns);
 }

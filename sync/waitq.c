@@ -129,14 +129,27 @@ void weft__wq_wake_all(struct weft__wq_node *head)
     }
 }
 
-int weft__wq_enqueue(struct weft__wq *q, struct weft__wq_node *n,
-                     unsigned flags)
+/* The hook of a WEFT__WQ_NO_INTERRUPT wait. An interrupter that finds the
+ * wait in t->wait calls it instead of completing the wait, so only a
+ * grant ends it; the interrupt stays pending for the task's next
+ * suspension point (cancellation is sticky, and nothing recorded it as
+ * delivered). With a hook, weft__wait_arm publishes the wait, so the dump
+ * can say what it waits on, and never returns an interrupt. */
+static void ignore_interrupt(struct weft__wait *w, int code)
 {
-    weft__wait_init(&n->wait, NULL, NULL);
+    (void)w;
+    (void)code;
+}
+
+int weft__wq_enqueue(struct weft__wq *q, struct weft__wq_node *n,
+                     enum weft__wait_kind kind, const void *obj, unsigned flags)
+{
+    weft__wait_init(&n->wait,
+                    (flags & WEFT__WQ_NO_INTERRUPT) ? ignore_interrupt : NULL,
+                    NULL);
+    weft__wait_set_kind(&n->wait, kind, (uint64_t)(uintptr_t)obj);
     n->wait.waiter.stealable = flags & WEFT__WQ_STEALABLE;
-    /* Unarmed, the wait is out of interrupters' reach (they find waits
-     * through the task's t->wait): only a grant or the deadline ends it. */
-    int rc = (flags & WEFT__WQ_NO_INTERRUPT) ? 0 : weft__wait_arm(&n->wait);
+    int rc = weft__wait_arm(&n->wait);
     if (rc) { /* interrupted already: never queued */
         weft__wait_abandon(&n->wait);
         return rc;

@@ -1,7 +1,8 @@
 /* Observability (weft.h, "Observability"; sched/stats.c, monitor.c,
  * dump.c): counters that agree with a known workload, the scheduling
  * delay histogram, WEFT_SCHEDTRACE's lines and their period, slow task
- * reports, and the task dump, by call and on SIGUSR1.
+ * reports, and the task dump, by call and on SIGUSR1, with what tasks
+ * wait on in each sync primitive.
  *
  * The environment is read by weft_runtime_new, so each test sets what it
  * needs before making its runtime: Check forks every test, so the setting
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -673,7 +675,8 @@ START_TEST(dump_lists_live_tasks_with_what_they_wait_on)
     ck_assert_msg(strstr(l, ": wait for 1 tasks"), "%s", l);
     l[strlen(l)] = '\n';
     l = line_of(out, "eventer");
-    ck_assert_msg(strstr(l, " waiting on worker "), "%s", l);
+    ck_assert_msg(strstr(l, " waiting on worker ") && strstr(l, ": event 0x"),
+                  "%s", l);
     free(out);
     scene_end(&sc, rt);
 }
@@ -707,6 +710,251 @@ START_TEST(sigusr1_dumps_every_listed_runtime_with_ages)
     ck_assert_msg(age >= 0 && age < 10, "%s", l);
     free(out);
     scene_end(&sc, rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * The task dump names the sync primitive each task waits on */
+
+/* rt's dump, written into a memfd and read back (malloc'd). */
+static char *dump_to_string(weft_runtime *rt)
+{
+    int fd = memfd_create("weft-dump", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(weft_runtime_dump(rt, fd), 0);
+    off_t len = lseek(fd, 0, SEEK_END);
+    ck_assert_int_gt(len, 0);
+    char *buf = calloc(1, (size_t)len + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(pread(fd, buf, (size_t)len, 0), len);
+    close(fd);
+    return buf;
+}
+
+/* Fail unless the line of task `name` in `out` says ": <kind> <obj>". */
+static void check_waits_on(char *out, const char *name, const char *kind,
+                           const void *obj)
+{
+    char want[64];
+    snprintf(want, sizeof want, ": %s %#llx", kind,
+             (unsigned long long)(uintptr_t)obj);
+    char *l = line_of(out, name);
+    ck_assert_msg(strstr(l, " waiting on worker ") && strstr(l, want),
+                  "want '%s' in: %s", want, l);
+    l[strlen(l)] = '\n'; /* line_of cut it */
+}
+
+struct sync_scene {
+    weft_lock lock;          /* held by 'holder' */
+    weft_event let_go;       /* set: 'holder' releases the lock */
+    weft_sem sem;            /* at 0 */
+    weft_event ev;           /* unset */
+    weft_lock cond_lock;     /* 'condition' waits on cond with it */
+    weft_cond cond;          /* nobody notifies it */
+    weft_queue empty, full;  /* full: maxsize 1, holding one item */
+    weft_barrier barrier;    /* 2 parties, 1 waiting */
+    atomic_int cond_woken;   /* 'condition' returned from its wait */
+    int item0, item1, item2; /* the queues' items */
+};
+
+static void *hold_lock(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_lock_acquire(&sc->lock), 0);
+    TU_ASSERT_INT_EQ(weft_event_wait(&sc->let_go), 0);
+    TU_ASSERT_INT_EQ(weft_lock_release(&sc->lock), 0);
+    return NULL;
+}
+
+static void *take_lock(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_lock_acquire(&sc->lock), 0);
+    TU_ASSERT_INT_EQ(weft_lock_release(&sc->lock), 0);
+    return NULL;
+}
+
+static void *take_sem(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_sem_acquire(&sc->sem), 0);
+    return NULL;
+}
+
+static void *wait_ev(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_event_wait(&sc->ev), 0);
+    return NULL;
+}
+
+static void *wait_cond(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_lock_acquire(&sc->cond_lock), 0);
+    TU_ASSERT_INT_EQ(weft_cond_wait(&sc->cond), 0);
+    atomic_store(&sc->cond_woken, 1);
+    TU_ASSERT_INT_EQ(weft_lock_release(&sc->cond_lock), 0);
+    return NULL;
+}
+
+static void *get_item(void *arg)
+{
+    struct sync_scene *sc = arg;
+    void *item = NULL;
+    TU_ASSERT_INT_EQ(weft_queue_get(&sc->empty, &item), 0);
+    TU_ASSERT(item == &sc->item0);
+    return NULL;
+}
+
+static void *put_item(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_queue_put(&sc->full, &sc->item2), 0);
+    return NULL;
+}
+
+static void *cross_barrier(void *arg)
+{
+    struct sync_scene *sc = arg;
+    TU_ASSERT_INT_EQ(weft_barrier_wait(&sc->barrier), 0);
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    weft_fn fn;
+} sync_waiters[] = {
+    {"holder", hold_lock}, {"locker", take_lock},      {"semaphore", take_sem},
+    {"eventer", wait_ev},  {"condition", wait_cond},   {"getter", get_item},
+    {"putter", put_item},  {"barrier", cross_barrier},
+};
+enum { SYNC_WAITERS = sizeof(sync_waiters) / sizeof(sync_waiters[0]) };
+
+static void sync_scene_init(struct sync_scene *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    ck_assert_int_eq(weft_lock_init(&sc->lock), 0);
+    ck_assert_int_eq(weft_event_init(&sc->let_go), 0);
+    ck_assert_int_eq(weft_sem_init(&sc->sem, 0), 0);
+    ck_assert_int_eq(weft_event_init(&sc->ev), 0);
+    ck_assert_int_eq(weft_lock_init(&sc->cond_lock), 0);
+    ck_assert_int_eq(weft_cond_init(&sc->cond, &sc->cond_lock), 0);
+    ck_assert_int_eq(weft_queue_init(&sc->empty, 0), 0);
+    ck_assert_int_eq(weft_queue_init(&sc->full, 1), 0);
+    ck_assert_int_eq(weft_queue_put_nowait(&sc->full, &sc->item1), 0);
+    ck_assert_int_eq(weft_barrier_init(&sc->barrier, 2), 0);
+}
+
+/* Spawn the waiters of sync_waiters, in order, each once the one before
+ * is suspended (so the holder holds the lock before the locker asks). */
+static void sync_scene_start(struct sync_scene *sc, weft_runtime *rt,
+                             weft_task **t)
+{
+    for (int i = 0; i < SYNC_WAITERS; i++) {
+        t[i] = spawn_named(rt, sync_waiters[i].name, sync_waiters[i].fn, sc);
+        tu_wait_until_waiting(rt, t[i]);
+    }
+}
+
+/* Let every waiter go (this thread is the barrier's second party), join
+ * them all, and destroy what they waited on: destroy fails while a
+ * primitive is waited on, so nothing was left behind. */
+static void sync_scene_end(struct sync_scene *sc, weft_runtime *rt,
+                           weft_task **t)
+{
+    ck_assert_int_eq(weft_event_set(&sc->let_go), 0);
+    ck_assert_int_eq(weft_sem_release(&sc->sem), 0);
+    ck_assert_int_eq(weft_event_set(&sc->ev), 0);
+    ck_assert_int_eq(weft_lock_acquire(&sc->cond_lock), 0);
+    ck_assert_int_eq(weft_cond_notify(&sc->cond, 1), 1);
+    ck_assert_int_eq(weft_lock_release(&sc->cond_lock), 0);
+    ck_assert_int_eq(weft_queue_put(&sc->empty, &sc->item0), 0);
+    void *item = NULL;
+    ck_assert_int_eq(weft_queue_get(&sc->full, &item), 0);
+    ck_assert_ptr_eq(item, &sc->item1);
+    ck_assert_int_eq(weft_barrier_wait(&sc->barrier), 1);
+    for (int i = 0; i < SYNC_WAITERS; i++)
+        ck_assert_int_eq(weft_join(t[i], NULL), 0);
+    /* The putter's item went in when the get made room. */
+    ck_assert_int_eq(weft_queue_get_nowait(&sc->full, &item), 0);
+    ck_assert_ptr_eq(item, &sc->item2);
+    ck_assert_int_eq(weft_barrier_destroy(&sc->barrier), 0);
+    ck_assert_int_eq(weft_queue_destroy(&sc->full), 0);
+    ck_assert_int_eq(weft_queue_destroy(&sc->empty), 0);
+    ck_assert_int_eq(weft_cond_destroy(&sc->cond), 0);
+    ck_assert_int_eq(weft_lock_destroy(&sc->cond_lock), 0);
+    ck_assert_int_eq(weft_event_destroy(&sc->ev), 0);
+    ck_assert_int_eq(weft_sem_destroy(&sc->sem), 0);
+    ck_assert_int_eq(weft_event_destroy(&sc->let_go), 0);
+    ck_assert_int_eq(weft_lock_destroy(&sc->lock), 0);
+    tu_wait_idle(rt);
+    weft_runtime_free(rt);
+}
+
+START_TEST(dump_names_the_sync_primitive_each_task_waits_on)
+{
+    unsetenv("WEFT_DUMP_ON_SIGNAL");
+    weft_runtime *rt = tu_new_runtime(2);
+    struct sync_scene sc;
+    weft_task *t[SYNC_WAITERS];
+    sync_scene_init(&sc);
+    sync_scene_start(&sc, rt, t);
+    char *out = dump_to_string(rt);
+    check_waits_on(out, "holder", "event", &sc.let_go);
+    check_waits_on(out, "locker", "lock", &sc.lock);
+    check_waits_on(out, "semaphore", "semaphore", &sc.sem);
+    check_waits_on(out, "eventer", "event", &sc.ev);
+    check_waits_on(out, "condition", "condition", &sc.cond);
+    check_waits_on(out, "getter", "queue", &sc.empty);
+    check_waits_on(out, "putter", "queue", &sc.full);
+    check_waits_on(out, "barrier", "barrier", &sc.barrier);
+    free(out);
+    sync_scene_end(&sc, rt, t);
+}
+END_TEST
+
+/* The lock a condition waiter takes back after its notify is a wait of
+ * its own: uninterruptible, and still shown, as "lock". */
+START_TEST(dump_shows_a_notified_condition_waiter_waiting_for_its_lock)
+{
+    unsetenv("WEFT_DUMP_ON_SIGNAL");
+    weft_runtime *rt = tu_new_runtime(2);
+    struct sync_scene sc;
+    memset(&sc, 0, sizeof(sc));
+    ck_assert_int_eq(weft_lock_init(&sc.cond_lock), 0);
+    ck_assert_int_eq(weft_cond_init(&sc.cond, &sc.cond_lock), 0);
+    weft_task *t = spawn_named(rt, "condition", wait_cond, &sc);
+    tu_wait_until_waiting(rt, t);
+    /* Notify, and keep the lock: the waiter wakes and waits for it. */
+    ck_assert_int_eq(weft_lock_acquire(&sc.cond_lock), 0);
+    ck_assert_int_eq(weft_cond_notify(&sc.cond, 1), 1);
+    char want[64];
+    snprintf(want, sizeof want, ": lock %#llx",
+             (unsigned long long)(uintptr_t)&sc.cond_lock);
+    /* Its line says "condition" until the wake-up has run and it has
+     * queued on the lock; there is no event to wait for in between. */
+    char *out = NULL;
+    int64_t give_up = tu_now_ns() + 10 * 1000000000LL;
+    for (;;) {
+        out = dump_to_string(rt);
+        char *l = line_of(out, "condition");
+        bool there = strstr(l, want) != NULL;
+        l[strlen(l)] = '\n'; /* line_of cut it */
+        if (there || tu_now_ns() > give_up)
+            break;
+        free(out);
+        usleep(1000);
+    }
+    check_waits_on(out, "condition", "lock", &sc.cond_lock);
+    free(out);
+    ck_assert_int_eq(atomic_load(&sc.cond_woken), 0);
+    ck_assert_int_eq(weft_lock_release(&sc.cond_lock), 0);
+    ck_assert_int_eq(weft_join(t, NULL), 0);
+    ck_assert_int_eq(atomic_load(&sc.cond_woken), 1);
+    ck_assert_int_eq(weft_cond_destroy(&sc.cond), 0);
+    ck_assert_int_eq(weft_lock_destroy(&sc.cond_lock), 0);
+    weft_runtime_free(rt);
 }
 END_TEST
 
@@ -745,6 +993,9 @@ static Suite *stats_suite(void)
     tc = tcase_create("dump");
     tcase_add_test(tc, dump_lists_live_tasks_with_what_they_wait_on);
     tcase_add_test(tc, sigusr1_dumps_every_listed_runtime_with_ages);
+    tcase_add_test(tc, dump_names_the_sync_primitive_each_task_waits_on);
+    tcase_add_test(tc,
+                   dump_shows_a_notified_condition_waiter_waiting_for_its_lock);
     tcase_set_timeout(tc, 20);
     suite_add_tcase(s, tc);
     return s;
