@@ -6,6 +6,9 @@
 #   ./bench.sh --full              the large sizes
 #   ./bench.sh --only fib,spawn    some workloads
 #   ./bench.sh fib --mode weft --workers 2 --n 30    one cell
+#   ./bench.sh --report            the default run, written to bench/results/
+#                                  (CSV, PNGs, results.md) and into the
+#                                  README's Results section
 # Works as root on a fresh Debian 12 with no terminal; as another user it
 # uses sudo for apt-get when something is missing.
 set -eu
@@ -37,6 +40,14 @@ fi
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DWEFT_TESTS=OFF -DWEFT_EXAMPLES=OFF >&2
-ninja -C "$build" weft-bench bench-go >&2
+ninja -C "$build" weft-bench weft-bench-noobs bench-go >&2
 
+for a in "$@"; do
+    shift
+    if [ "$a" = --report ]; then
+        set -- "$@" --out bench/results --readme README.md
+    else
+        set -- "$@" "$a"
+    fi
+done
 exec "$build/bench/weft-bench" "$@"

@@ -113,11 +113,31 @@ bool bench_plan_full(const struct bench_plan *plan);
 unsigned bench_plan_worker_counts(const struct bench_plan *plan,
                                   unsigned out[3]);
 
+/* The worker counts of a scaling series (fib and spawn, weft and Go): 1,
+ * the powers of two below the number of online CPUs, and that number; with
+ * --full, every count up to 16 and then the powers of two. Returns how
+ * many (at most BENCH_SCALE_MAX), ascending. */
+/* The group of the observability overhead, in yield and spawn: weft (the
+ * hooks compiled in and off), weft-noobs (weft-bench-noobs: compiled out)
+ * and weft-trace (WEFT_TRACE on), each at 1 worker with n tasks or yields,
+ * an n whose trace fits the buffers (a million events a worker). */
+#define BENCH_OBS_GROUP                                                        \
+    "observability: hooks off, compiled out, and WEFT_TRACE on"
+void bench_plan_observability(struct bench_plan *plan, uint64_t n,
+                              unsigned parties);
+
+#define BENCH_SCALE_MAX 32
+unsigned bench_plan_scaling_counts(const struct bench_plan *plan,
+                                   unsigned out[BENCH_SCALE_MAX]);
+
 /* ---------------------------------------------------------------------------
  * The Go and Python references (ref.c). */
 
 /* Whether mode is go, asyncio or uvloop. */
 bool bench_mode_is_ref(const char *mode);
+/* The Python the references run with: $WEFT_BENCH_PYTHON, else
+ * /usr/bin/python3 (Debian's, which has python3-uvloop). */
+const char *bench_python(void);
 /* Whether the reference for cell exists; if not, writes why to why. */
 bool bench_ref_available(const struct bench_cell *cell, char *why, size_t len);
 /* Fill argv (room for 16; the last 2 are free for a workload's own
@@ -130,6 +150,11 @@ void bench_ref_argv(const struct bench_cell *cell, char *argv[16],
 
 /* Online CPUs (at least 1). */
 unsigned bench_cpus(void);
+
+/* The path of weft-bench-noobs, the copy of weft-bench built without the
+ * observability hooks, beside weft-bench (the caller); false if it is not
+ * there. */
+bool bench_noobs_path(char *path, size_t len);
 
 /* Monotonic clock, nanoseconds. */
 int64_t bench_now_ns(void);

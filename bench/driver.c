@@ -109,6 +109,34 @@ unsigned bench_plan_worker_counts(const struct bench_plan *plan,
     return k;
 }
 
+unsigned bench_plan_scaling_counts(const struct bench_plan *plan,
+                                   unsigned out[BENCH_SCALE_MAX])
+{
+    unsigned k = 0;
+    for (unsigned n = 1; n < plan->cpus && k < BENCH_SCALE_MAX - 1;
+         n = plan->full && n < 16 ? n + 1 : n * 2)
+        out[k++] = n;
+    out[k++] = plan->cpus;
+    return k;
+}
+
+void bench_plan_observability(struct bench_plan *plan, uint64_t n,
+                              unsigned parties)
+{
+    const char *group = BENCH_OBS_GROUP;
+    bench_plan_add(plan, group, "weft", 1, n, 0, parties,
+                   "hooks compiled in, off");
+    char noobs[512];
+    if (bench_noobs_path(noobs, sizeof noobs))
+        bench_plan_add(plan, group, "weft-noobs", 1, n, 0, parties,
+                       "hooks compiled out (WEFT_OBSERVE=0)");
+    else
+        bench_plan_note(plan, group,
+                        "weft-noobs: skipped, weft-bench-noobs is not built");
+    bench_plan_add(plan, group, "weft-trace", 1, n, 0, parties,
+                   "WEFT_TRACE on; trace_mib: the file");
+}
+
 /* ---------------------------------------------------------------------------
  * Running the rows */
 
@@ -261,16 +289,27 @@ static void finish_line(const struct bench_plan *plan, struct bench_row *r)
     keep_extra(r->line, r->extra, sizeof r->extra);
 }
 
+/* Where the run is, for the progress lines on stderr. */
+struct progress {
+    size_t cell, cells;           /* this row's index, of plan->nrows */
+    unsigned workload, workloads; /* from 1 */
+    int64_t start_ns;
+};
+
 static void run_row(struct bench_plan *plan, struct bench_row *r,
                     const struct bench_options *opt, const char *self,
-                    size_t index)
+                    const struct progress *p)
 {
     char parties[32] = "";
     if (r->cell.parties >= 2)
         snprintf(parties, sizeof parties, " parties=%u", r->cell.parties);
+    unsigned elapsed = (unsigned)((bench_now_ns() - p->start_ns) / 1000000000);
     fflush(stdout); /* the tables before the progress, when both are one */
-    fprintf(stderr, "[%zu/%zu] %s %s workers=%u n=%llu%s ...", index + 1,
-            plan->nrows, r->cell.workload, r->cell.mode, r->cell.workers,
+    fprintf(stderr,
+            "[%u:%02u cell %zu/%zu, workload %u/%u] %s %s workers=%u "
+            "n=%llu%s ...",
+            elapsed / 60, elapsed % 60, p->cell + 1, p->cells, p->workload,
+            p->workloads, r->cell.workload, r->cell.mode, r->cell.workers,
             (unsigned long long)r->cell.n,
             r->cell.cutoff ? " cutoff" : parties);
     fflush(stderr);
@@ -405,14 +444,20 @@ int bench_driver_main(const struct bench_options *opt)
     print_header(&plan, opt);
     int64_t t0 = bench_now_ns();
     bool all_ok = true;
+    struct progress p = {.cells = plan.nrows, .start_ns = t0};
+    for (size_t w = 0; bench_workloads[w]; w++)
+        p.workloads +=
+            !opt->only || bench_list_has(opt->only, bench_workloads[w]->name);
     for (size_t w = 0; bench_workloads[w]; w++) {
         const struct bench_workload *wl = bench_workloads[w];
         if (opt->only && !bench_list_has(opt->only, wl->name))
             continue;
+        p.workload++;
         for (size_t i = 0; i < plan.nrows; i++) {
             if (plan.rows[i].wl != wl)
                 continue;
-            run_row(&plan, &plan.rows[i], opt, self, i);
+            p.cell = i;
+            run_row(&plan, &plan.rows[i], opt, self, &p);
             all_ok &= plan.rows[i].ok;
         }
         compute_ratios(&plan);
@@ -430,6 +475,23 @@ int bench_driver_main(const struct bench_options *opt)
         printf("CSV: %s\n", csv);
     if (opt->plot && err == 0)
         bench_plot(&plan, opt->out, stdout);
+    char md[600];
+    snprintf(md, sizeof md, "%s/results.md", opt->out);
+    if (err == 0 && (err = bench_report_markdown(&plan, md)) < 0)
+        fprintf(stderr, "weft-bench: writing %s: %s\n", md, strerror(-err));
+    else if (err == 0)
+        printf("Markdown: %s\n", md);
+    if (err == 0 && opt->readme) {
+        err = bench_report_readme(&plan, opt->readme, opt->out);
+        if (err == -EBADMSG)
+            fprintf(stderr, "weft-bench: --readme %s: no '%s' marker lines\n",
+                    opt->readme, "<!-- weft-bench --report: begin/end -->");
+        else if (err < 0)
+            fprintf(stderr, "weft-bench: --readme %s: %s\n", opt->readme,
+                    strerror(-err));
+        else
+            printf("README: %s, its Results section rewritten\n", opt->readme);
+    }
     print_load("after the run");
     size_t noisy = 0;
     for (size_t i = 0; i < plan.nrows; i++)

@@ -64,6 +64,7 @@ struct bench_options {
     unsigned repeat;   /* best of up to this many runs per cell */
     double timeout_s;  /* per run */
     bool plot;
+    const char *readme; /* --readme: the file whose Results to rewrite */
 };
 
 /* driver.c */
@@ -103,10 +104,27 @@ const struct bench_row *bench_report_baseline(const struct bench_plan *plan,
                                               const char *group,
                                               const struct bench_workload *wl);
 
+/* markdown.c: results.md, and the README's Results section between its
+ * markers (-EBADMSG: no markers). */
+int bench_report_markdown(const struct bench_plan *plan, const char *path);
+int bench_report_readme(const struct bench_plan *plan, const char *readme,
+                        const char *out_dir);
+
 /* targets.c */
 void bench_targets_print(const struct bench_plan *plan, FILE *f);
 
-/* plot.c: one PNG per group with gnuplot, if it is installed. */
+/* plot.c: one PNG per group, and a scaling plot for fib and spawn, with
+ * gnuplot if it is installed. */
+#define BENCH_PLOTS_MAX 64
+struct bench_plot {
+    char name[64];               /* the file, in the output folder */
+    char title[200];             /* what it shows */
+    const struct bench_row *row; /* the first row of its group, workload */
+    bool scaling;
+};
+/* The plots a run makes, at most max, in order. */
+size_t bench_plot_files(const struct bench_plan *plan, struct bench_plot *out,
+                        size_t max);
 void bench_plot(const struct bench_plan *plan, const char *dir, FILE *log);
 
 #endif /* WEFT_BENCH_DRIVER_H */

@@ -328,7 +328,7 @@ static void plan_no_cutoff(struct bench_plan *plan, bool full)
 {
     char group[64];
     struct bench_cell c = {.mode = "weft"};
-    unsigned w[3], nw = bench_plan_worker_counts(plan, w);
+    unsigned w[BENCH_SCALE_MAX], nw = bench_plan_scaling_counts(plan, w);
     snprintf(group, sizeof group, "fib(%u), every call a task (no cutoff)",
              (unsigned)fib_default_n(&c, full));
     for (unsigned i = 0; i < nw; i++)
@@ -361,7 +361,7 @@ static void plan_cutoff(struct bench_plan *plan, bool full)
     char group[64];
     const unsigned cut = 20;
     struct bench_cell c = {.mode = "weft", .cutoff = cut};
-    unsigned w[3], nw = bench_plan_worker_counts(plan, w);
+    unsigned w[BENCH_SCALE_MAX], nw = bench_plan_scaling_counts(plan, w);
     uint64_t n = fib_default_n(&c, full);
     unsigned ncpu = w[nw - 1];
     snprintf(group, sizeof group, "fib(%u), serial at n <= %u (cutoff %u)",

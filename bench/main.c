@@ -1,9 +1,11 @@
 /* weft-bench's command line.
  *
  *   weft-bench [--full] [--only w1,w2] [--modes m1,m2] [--out DIR]
- *              [--repeat R] [--timeout S] [--no-plot]
+ *              [--repeat R] [--timeout S] [--no-plot] [--readme FILE]
  *       the default run: every workload in every mode, one child process
- *       per cell (driver.c), tables, CSV, plots and the targets.
+ *       per cell (driver.c), tables, then in DIR results.csv, the plots
+ *       (plot.c) and results.md (markdown.c); the targets. --readme
+ *       rewrites FILE's Results section from the run (./bench.sh --report).
  *   weft-bench WORKLOAD [--mode M] [--workers P] [--n N] [--cutoff C]
  *              [--parties K] [--full]
  *       one cell, in this process (a Go or Python reference is exec'd,
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -45,7 +48,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: weft-bench [--full] [--only W1,W2] [--modes M1,M2] "
                "[--out DIR]\n"
-               "                  [--repeat R] [--timeout S] [--no-plot]\n"
+               "                  [--repeat R] [--timeout S] [--no-plot] "
+               "[--readme FILE]\n"
                "       weft-bench WORKLOAD [--mode M] [--workers P] [--n N] "
                "[--cutoff C]\n"
                "                  [--parties K] [--full]\n"
@@ -54,6 +58,9 @@ static void usage(FILE *f)
                "           lock_yield echo mixed\n"
                "modes: weft thread threadpool process processpool go asyncio "
                "uvloop\n"
+               "       weft-noobs (weft-bench-noobs: no observability hooks), "
+               "weft-trace\n"
+               "       (WEFT_TRACE on)\n"
                "       (switch: weft boost ucontext; pingpong, lock, "
                "lock_yield: thread-weft,\n"
                "       plain threads over weft's primitives)\n");
@@ -91,7 +98,47 @@ static unsigned option_uint(int argc, char **argv, int *i)
     return (unsigned)v;
 }
 
-static int run_cell(struct bench_cell *cell, bool full, bool have_n)
+#ifndef WEFT_BENCH_NOOBS
+/* weft-noobs: the same cell in weft-bench-noobs, beside this program. */
+static int exec_noobs(char **argv)
+{
+    char path[512];
+    if (!bench_noobs_path(path, sizeof path)) {
+        fprintf(stderr, "weft-bench: weft-noobs needs weft-bench-noobs beside "
+                        "weft-bench (ninja weft-bench-noobs)\n");
+        return 3;
+    }
+    fflush(NULL);
+    execv(path, argv);
+    bench_perror(path, -errno);
+    return 3;
+}
+#endif
+
+/* weft-trace: WEFT_TRACE names a file in $TMPDIR, which the runtime the
+ * cell makes reads. Its size goes into the RESULT line, and then it goes:
+ * a million events make some 100 MiB. */
+static int trace_on(char *path, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, len, "%s/weft-bench-trace-%d.json", tmp ? tmp : "/tmp",
+             (int)getpid());
+    return setenv("WEFT_TRACE", path, 1) < 0 ? -errno : 0;
+}
+
+static void trace_off(const char *path, struct bench_result *res)
+{
+    struct stat st;
+    if (stat(path, &st) == 0)
+        bench_extra(res, "trace_mib=%.1f", (double)st.st_size / 1048576.0);
+    else
+        res->ok = false; /* the runtime wrote no trace */
+    unlink(path);
+    unsetenv("WEFT_TRACE");
+}
+
+static int run_cell(struct bench_cell *cell, char **self_argv, bool full,
+                    bool have_n)
 {
     const struct bench_workload *wl = bench_workload_find(cell->workload);
     if (!wl) {
@@ -117,8 +164,29 @@ static int run_cell(struct bench_cell *cell, bool full, bool have_n)
         bench_perror(argv[0], -errno);
         return 3;
     }
+    /* The observability modes run as weft, and say their own name. */
+    const char *shown = cell->mode;
+    char trace[512] = "";
+    if (strcmp(cell->mode, "weft-noobs") == 0) {
+#ifdef WEFT_BENCH_NOOBS
+        (void)self_argv;
+        cell->mode = "weft";
+#else
+        return exec_noobs(self_argv);
+#endif
+    } else if (strcmp(cell->mode, "weft-trace") == 0) {
+        int err = trace_on(trace, sizeof trace);
+        if (err < 0) {
+            bench_perror("WEFT_TRACE", err);
+            return 3;
+        }
+        cell->mode = "weft";
+    }
     struct bench_result res = {0};
     int err = wl->run(cell, &res);
+    cell->mode = shown;
+    if (trace[0])
+        trace_off(trace, &res);
     if (err == -ENOTSUP) {
         fprintf(stderr,
                 "weft-bench: %s has no mode %s (or not with these "
@@ -171,7 +239,7 @@ static int cell_main(int argc, char **argv)
         fprintf(stderr, "weft-bench: --workers must be at least 1\n");
         return 2;
     }
-    return run_cell(&cell, full, have_n);
+    return run_cell(&cell, argv, full, have_n);
 }
 
 static int driver_args(int argc, char **argv)
@@ -194,6 +262,8 @@ static int driver_args(int argc, char **argv)
             opt.timeout_s = option_uint(argc, argv, &i);
         } else if (strcmp(a, "--no-plot") == 0) {
             opt.plot = false;
+        } else if (strcmp(a, "--readme") == 0) {
+            opt.readme = option_value(argc, argv, &i);
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;

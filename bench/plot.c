@@ -1,6 +1,15 @@
-/* Plots: one PNG bar chart per group (ns_per_op per mode, log scale),
- * drawn by gnuplot (Debian's gnuplot-nox draws PNGs without X). Without
- * gnuplot the run says so and goes on.
+/* Plots, drawn by gnuplot (Debian's gnuplot-nox draws PNGs without X);
+ * without gnuplot the run says so and goes on.
+ *
+ *   <workload>-<k>.png   the k-th table of the workload as bars, one per
+ *                        row (mode and workers), ns per op; the y axis is
+ *                        logarithmic when the rows differ by more than
+ *                        LOG_SPREAD times.
+ *   <workload>-scaling.png   fib and spawn: weft's and Go's ns per op and
+ *                        speedup against the worker count, one line per
+ *                        table and mode, beside the ideal speedup.
+ *
+ * bench_plot_files() names them for the report, in the same order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +18,8 @@
 #include <unistd.h>
 
 #include "bench/driver.h"
+
+#define LOG_SPREAD 20.0
 
 static bool have_gnuplot(void)
 {
@@ -33,55 +44,197 @@ static void quoted(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static bool plotted(const struct bench_row *r, const struct bench_row *first)
+static bool same_group(const struct bench_row *a, const struct bench_row *b)
 {
-    return r->wl == first->wl && strcmp(r->group, first->group) == 0 && r->ok &&
-           r->ns_per_op > 0;
+    return a->wl == b->wl && strcmp(a->group, b->group) == 0;
 }
 
-/* Returns whether the group had anything to draw. */
-static bool plot_group(FILE *gp, const struct bench_plan *plan,
-                       const struct bench_row *first, const char *png)
+static bool plotted(const struct bench_row *r, const struct bench_row *first)
 {
-    size_t points = 0;
-    for (size_t i = 0; i < plan->nrows; i++)
-        points += plotted(&plan->rows[i], first);
-    if (points == 0)
-        return false;
-    fprintf(gp,
-            "set terminal png size 1000,560\n"
-            "set output '%s'\n"
-            "set title ",
-            png);
-    char title[256];
-    snprintf(title, sizeof title, "%s: %s", first->wl->name, first->group);
-    quoted(gp, title);
-    fprintf(gp, "\nset ylabel ");
-    quoted(gp, first->wl->op);
-    fprintf(gp, "\nset logscale y\nset style data histograms\n"
-                "set style fill solid 0.8 border -1\nset boxwidth 0.8\n"
-                "set xtics rotate by -30\nset grid ytics\nunset key\n"
-                "$d << EOD\n");
-    for (size_t i = 0; i < plan->nrows; i++) {
-        const struct bench_row *r = &plan->rows[i];
-        if (!plotted(r, first))
-            continue;
-        fprintf(gp, "\"%s %uw\" %g\n", r->cell.mode, r->cell.workers,
-                r->ns_per_op);
-    }
-    fprintf(gp, "EOD\nplot $d using 2:xtic(1) lc rgb \"#4477aa\"\n"
-                "unset output\nreset\n");
-    return true;
+    return same_group(r, first) && r->ok && r->ns_per_op > 0;
 }
 
 /* Whether row i is the first of its workload and group. */
 static bool first_of_group(const struct bench_plan *plan, size_t i)
 {
     for (size_t j = 0; j < i; j++)
-        if (plan->rows[j].wl == plan->rows[i].wl &&
-            strcmp(plan->rows[j].group, plan->rows[i].group) == 0)
+        if (same_group(&plan->rows[j], &plan->rows[i]))
             return false;
     return true;
+}
+
+/* The weft or Go rows of a scaling series: fib and spawn. */
+static bool scales(const struct bench_row *r)
+{
+    return (r->wl == &bench_fib || r->wl == &bench_spawn) && r->ok &&
+           r->ns_per_op > 0 &&
+           (strcmp(r->cell.mode, "weft") == 0 ||
+            strcmp(r->cell.mode, "go") == 0);
+}
+
+/* Whether the series of r (its group and mode) has a row with other
+ * workers than r's, and r is its first row. */
+static bool series_first(const struct bench_plan *plan, size_t i)
+{
+    const struct bench_row *r = &plan->rows[i];
+    bool more = false;
+    for (size_t j = 0; j < plan->nrows; j++) {
+        const struct bench_row *o = &plan->rows[j];
+        if (!scales(o) || !same_group(o, r) ||
+            strcmp(o->cell.mode, r->cell.mode) != 0)
+            continue;
+        if (j < i)
+            return false;
+        more |= o->cell.workers != r->cell.workers;
+    }
+    return scales(r) && more;
+}
+
+size_t bench_plot_files(const struct bench_plan *plan, struct bench_plot *out,
+                        size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < plan->nrows && k < max; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        if (!first_of_group(plan, i))
+            continue;
+        bool any = false;
+        for (size_t j = i; j < plan->nrows; j++)
+            any |= plotted(&plan->rows[j], r);
+        unsigned index = 1;
+        for (size_t j = 0; j < i; j++)
+            index += plan->rows[j].wl == r->wl && first_of_group(plan, j);
+        if (!any)
+            continue;
+        out[k].row = r;
+        out[k].scaling = false;
+        snprintf(out[k].name, sizeof out[k].name, "%s-%u.png", r->wl->name,
+                 index);
+        snprintf(out[k].title, sizeof out[k].title, "%s: %s", r->wl->name,
+                 r->group);
+        k++;
+    }
+    /* A scaling plot per workload that has a series. */
+    for (size_t i = 0; i < plan->nrows && k < max; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        bool first = series_first(plan, i);
+        for (size_t j = 0; first && j < i; j++)
+            first = !(plan->rows[j].wl == r->wl && series_first(plan, j));
+        if (!first)
+            continue;
+        out[k].row = r;
+        out[k].scaling = true;
+        snprintf(out[k].name, sizeof out[k].name, "%s-scaling.png",
+                 r->wl->name);
+        snprintf(out[k].title, sizeof out[k].title,
+                 "%s: ns per op and speedup against workers", r->wl->name);
+        k++;
+    }
+    return k;
+}
+
+static void plot_bars(FILE *gp, const struct bench_plan *plan,
+                      const struct bench_plot *p, const char *png)
+{
+    double lo = 0, hi = 0;
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        if (!plotted(r, p->row))
+            continue;
+        if (lo == 0 || r->ns_per_op < lo)
+            lo = r->ns_per_op;
+        if (r->ns_per_op > hi)
+            hi = r->ns_per_op;
+    }
+    bool log = hi / lo > LOG_SPREAD;
+    fprintf(gp,
+            "set terminal pngcairo size 1000,560 noenhanced\n"
+            "set output '%s'\nset title ",
+            png);
+    quoted(gp, p->title);
+    fprintf(gp, "\nset ylabel ");
+    quoted(gp, p->row->wl->op);
+    unsigned bars = 0;
+    for (size_t i = 0; i < plan->nrows; i++)
+        bars += plotted(&plan->rows[i], p->row);
+    fprintf(gp,
+            "\n%s\nset yrange [%s:*]\nset xrange [-0.6:%u.6]\n"
+            "set style fill solid 0.8 border -1\nset boxwidth 0.7\n"
+            "set xtics rotate by -30\nset grid ytics\nunset key\n"
+            "$d << EOD\n",
+            log ? "set logscale y" : "unset logscale y", log ? "*" : "0",
+            bars - 1);
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        /* weft's own rows blue, the others grey. */
+        if (plotted(r, p->row))
+            fprintf(gp, "\"%s %uw\" %g %d\n", r->cell.mode, r->cell.workers,
+                    r->ns_per_op,
+                    strncmp(r->cell.mode, "weft", 4) == 0 ? 0x4477aa
+                                                          : 0x999999);
+    }
+    fprintf(gp, "EOD\nplot $d using 0:2:3:xtic(1) with boxes lc rgb variable, "
+                "$d using 0:2:($2 >= 100 ? sprintf(\"%%.0f\", $2) : "
+                "sprintf(\"%%.3g\", $2)) with labels offset 0,0.7 "
+                "font \",9\"\nunset output\nreset\n");
+}
+
+/* One data block per series of p's workload: workers, ns, speedup. */
+static unsigned scaling_data(FILE *gp, const struct bench_plan *plan,
+                             const struct bench_plot *p, char titles[][160],
+                             unsigned max)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < plan->nrows && n < max; i++) {
+        const struct bench_row *s = &plan->rows[i];
+        if (s->wl != p->row->wl || !series_first(plan, i))
+            continue;
+        snprintf(titles[n], sizeof titles[n], "%s, %s", s->cell.mode, s->group);
+        fprintf(gp, "$s%u << EOD\n", n);
+        for (size_t j = i; j < plan->nrows; j++) {
+            const struct bench_row *r = &plan->rows[j];
+            if (scales(r) && same_group(r, s) &&
+                strcmp(r->cell.mode, s->cell.mode) == 0)
+                fprintf(gp, "%u %g %g\n", r->cell.workers, r->ns_per_op,
+                        r->cell.workers == 1 ? 1.0 : r->speedup);
+        }
+        fprintf(gp, "EOD\n");
+        n++;
+    }
+    return n;
+}
+
+static void plot_scaling(FILE *gp, const struct bench_plan *plan,
+                         const struct bench_plot *p, const char *png)
+{
+    char titles[16][160];
+    unsigned n = scaling_data(gp, plan, p, titles, 16);
+    fprintf(gp,
+            "set terminal pngcairo size 1200,520 noenhanced\n"
+            "set output '%s'\nset multiplot layout 1,2 title ",
+            png);
+    quoted(gp, p->title);
+    fprintf(gp,
+            "\nset logscale x 2\nset xrange [0.8:%u]\nset xlabel "
+            "\"workers\"\nset grid\nset key top right font \",9\"\n"
+            "set ylabel ",
+            plan->cpus + plan->cpus / 4 + 1);
+    quoted(gp, p->row->wl->op);
+    fprintf(gp, "\nset logscale y\nplot ");
+    for (unsigned i = 0; i < n; i++) {
+        fprintf(gp, "%s$s%u using 1:2 with linespoints lw 2 lc %u title ",
+                i ? ", " : "", i, i + 1);
+        quoted(gp, titles[i]);
+    }
+    fprintf(gp, "\nunset logscale y\nset ylabel \"speedup over 1 worker\"\n"
+                "set yrange [0:*]\nset key top left\n"
+                "plot x with lines dt 2 lc rgb \"gray\" title \"ideal\"");
+    for (unsigned i = 0; i < n; i++) {
+        fprintf(gp, ", $s%u using 1:3 with linespoints lw 2 lc %u title ", i,
+                i + 1);
+        quoted(gp, titles[i]);
+    }
+    fprintf(gp, "\nunset multiplot\nunset output\nreset\n");
 }
 
 void bench_plot(const struct bench_plan *plan, const char *dir, FILE *log)
@@ -91,6 +244,8 @@ void bench_plot(const struct bench_plan *plan, const char *dir, FILE *log)
                      "gnuplot-nox)\n");
         return;
     }
+    struct bench_plot plots[BENCH_PLOTS_MAX];
+    size_t n = bench_plot_files(plan, plots, BENCH_PLOTS_MAX);
     /* gnuplot's own chatter goes to a log beside the PNGs. */
     char cmd[700];
     snprintf(cmd, sizeof cmd, "gnuplot 2>'%s/gnuplot.log'", dir);
@@ -100,18 +255,13 @@ void bench_plot(const struct bench_plan *plan, const char *dir, FILE *log)
         fprintf(log, "plots: skipped, cannot start gnuplot\n");
         return;
     }
-    unsigned made = 0;
-    for (size_t i = 0; i < plan->nrows; i++) {
-        const struct bench_row *r = &plan->rows[i];
-        if (!first_of_group(plan, i))
-            continue;
-        unsigned index = 1;
-        for (size_t j = 0; j < i; j++)
-            if (plan->rows[j].wl == r->wl && first_of_group(plan, j))
-                index++;
+    for (size_t i = 0; i < n; i++) {
         char png[600];
-        snprintf(png, sizeof png, "%s/%s-%u.png", dir, r->wl->name, index);
-        made += plot_group(gp, plan, r, png);
+        snprintf(png, sizeof png, "%.500s/%.63s", dir, plots[i].name);
+        if (plots[i].scaling)
+            plot_scaling(gp, plan, &plots[i], png);
+        else
+            plot_bars(gp, plan, &plots[i], png);
     }
     int status = pclose(gp);
     if (status != 0)
@@ -119,6 +269,6 @@ void bench_plot(const struct bench_plan *plan, const char *dir, FILE *log)
                 "plots: gnuplot exited with status %d, see %s/gnuplot.log\n",
                 status, dir);
     else
-        fprintf(log, "plots: %u PNG file%s in %s\n", made, made == 1 ? "" : "s",
+        fprintf(log, "plots: %zu PNG file%s in %s\n", n, n == 1 ? "" : "s",
                 dir);
 }

@@ -37,7 +37,7 @@ bool bench_mode_is_ref(const char *mode)
            strcmp(mode, "uvloop") == 0;
 }
 
-static const char *python(void)
+const char *bench_python(void)
 {
     return setting("WEFT_BENCH_PYTHON", "/usr/bin/python3");
 }
@@ -56,7 +56,8 @@ static bool have_uvloop(void)
             dup2(null, 1);
             dup2(null, 2);
         }
-        execl(python(), python(), "-c", "import uvloop", (char *)NULL);
+        execl(bench_python(), bench_python(), "-c", "import uvloop",
+              (char *)NULL);
         _exit(127);
     }
     int status = 1;
@@ -83,9 +84,9 @@ bool bench_ref_available(const struct bench_cell *cell, char *why, size_t len)
     }
     snprintf(path, sizeof path, "%s/%s.py",
              setting("WEFT_BENCH_PY_DIR", WEFT_BENCH_PY_DIR), cell->workload);
-    if (access(python(), X_OK) < 0) {
+    if (access(bench_python(), X_OK) < 0) {
         snprintf(why, len, "%s: skipped, no %s (Debian: python3)", cell->mode,
-                 python());
+                 bench_python());
         return false;
     }
     if (access(path, R_OK) < 0) {
@@ -96,7 +97,7 @@ bool bench_ref_available(const struct bench_cell *cell, char *why, size_t len)
         snprintf(why, len,
                  "uvloop: skipped, %s cannot import uvloop (Debian: "
                  "python3-uvloop)",
-                 python());
+                 bench_python());
         return false;
     }
     return true;
@@ -112,7 +113,7 @@ void bench_ref_argv(const struct bench_cell *cell, char *argv[16],
                  cell->workload);
         argv[i++] = buf[0];
     } else {
-        snprintf(buf[0], sizeof buf[0], "%s", python());
+        snprintf(buf[0], sizeof buf[0], "%s", bench_python());
         snprintf(buf[1], sizeof buf[1], "%s/%s.py",
                  setting("WEFT_BENCH_PY_DIR", WEFT_BENCH_PY_DIR),
                  cell->workload);

@@ -262,7 +262,7 @@ static void spawn_plan(struct bench_plan *plan)
 {
     const char *group = "n trivial tasks, all spawned before the first join";
     bool full = bench_plan_full(plan);
-    unsigned w[3], nw = bench_plan_worker_counts(plan, w);
+    unsigned w[BENCH_SCALE_MAX], nw = bench_plan_scaling_counts(plan, w);
     unsigned ncpu = w[nw - 1];
     struct bench_cell c = {0};
     static const char *const modes[] = {"thread", "threadpool", "process",
@@ -294,6 +294,7 @@ static void spawn_plan(struct bench_plan *plan)
                    "create_task + gather");
     bench_plan_add(plan, group, "uvloop", 1, spawn_default_n(&c, full), 0, 0,
                    "create_task + gather");
+    bench_plan_observability(plan, 200000, 0);
 }
 
 const struct bench_workload bench_spawn = {

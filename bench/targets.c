@@ -31,6 +31,12 @@
  *   echo, P workers            req/s >= 1.0x and p99 latency <= 1.0x Go's
  *                              with GOMAXPROCS=P, at each P both ran
  *
+ * Observability, in yield and spawn at 1 worker:
+ *
+ *   hooks off                  <= 1.05x weft-bench-noobs (hooks compiled
+ *                              out), i.e. within noise
+ *   WEFT_TRACE on              the slowdown, no target
+ *
  * A target whose rows are missing (a skipped reference, one CPU) prints
  * n/a and why; it is not a failure of the run.
  */
@@ -491,18 +497,92 @@ static void target_echo(const struct bench_plan *plan, FILE *f)
                 "needs weft and Go echo rows with 100 connections");
 }
 
+/* The passing row of workload and mode in the observability group. */
+static const struct bench_row *observe_row(const struct bench_plan *plan,
+                                           const char *workload,
+                                           const char *mode)
+{
+    for (size_t i = 0; i < plan->nrows; i++) {
+        const struct bench_row *r = &plan->rows[i];
+        if (strcmp(r->cell.workload, workload) == 0 &&
+            strcmp(r->cell.mode, mode) == 0 && r->ok &&
+            strcmp(r->group, BENCH_OBS_GROUP) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* Issue 7: with the hooks off, weft within noise (5 %, about what two
+ * runs of one build differ by here) of weft-bench-noobs, where they are
+ * compiled out; with WEFT_TRACE on, the slowdown, which has no target. */
+static void target_observe(const struct bench_plan *plan, FILE *f,
+                           const char *workload)
+{
+    char label[64], how[200];
+    const struct bench_row *off = observe_row(plan, workload, "weft");
+    const struct bench_row *out = observe_row(plan, workload, "weft-noobs");
+    const struct bench_row *on = observe_row(plan, workload, "weft-trace");
+    snprintf(label, sizeof label, "%s, hooks off vs compiled out", workload);
+    if (!off || !out) {
+        missing(f, label,
+                "needs the weft and weft-noobs rows of its "
+                "observability table");
+        return;
+    }
+    snprintf(how, sizeof how, "weft %.1f ns / weft-noobs %.1f ns (1 worker)",
+             off->ns_per_op, out->ns_per_op);
+    verdict(f, label, off->ns_per_op / out->ns_per_op, how, "<=", 1.05);
+    if (!on)
+        return;
+    snprintf(label, sizeof label, "%s, WEFT_TRACE on vs off", workload);
+    fprintf(
+        f,
+        "  %-30s %8.2f  (a slowdown, no target)\n      weft-trace %.1f ns / "
+        "weft %.1f ns\n",
+        label, on->ns_per_op / off->ns_per_op, on->ns_per_op, off->ns_per_op);
+}
+
+static void target_observe_yield(const struct bench_plan *plan, FILE *f)
+{
+    target_observe(plan, f, "yield");
+}
+
+static void target_observe_spawn(const struct bench_plan *plan, FILE *f)
+{
+    target_observe(plan, f, "spawn");
+}
+
+/* Whether the run has rows of workload (--only may leave it out). */
+static bool planned(const struct bench_plan *plan, const char *workload)
+{
+    for (size_t i = 0; i < plan->nrows; i++)
+        if (strcmp(plan->rows[i].cell.workload, workload) == 0)
+            return true;
+    return false;
+}
+
 void bench_targets_print(const struct bench_plan *plan, FILE *f)
 {
+    static const struct {
+        const char *workload;
+        void (*print)(const struct bench_plan *plan, FILE *f);
+    } targets[] = {
+        {"yield", target_yield},
+        {"switch", target_switch},
+        {"spawn", target_spawn},
+        {"fib", target_fib},
+        {"idle", target_idle},
+        {"sleepers", target_sleepers_wall},
+        {"sleepers", target_sleepers_bytes},
+        {"timer", target_timer},
+        {"pingpong", target_pingpong},
+        {"lock", target_lock},
+        {"echo", target_echo},
+        {"yield", target_observe_yield},
+        {"spawn", target_observe_spawn},
+    };
     fprintf(f, "== targets, from the rows of this run ==\n");
-    target_yield(plan, f);
-    target_switch(plan, f);
-    target_spawn(plan, f);
-    target_fib(plan, f);
-    target_idle(plan, f);
-    target_sleepers_wall(plan, f);
-    target_sleepers_bytes(plan, f);
-    target_timer(plan, f);
-    target_pingpong(plan, f);
-    target_lock(plan, f);
-    target_echo(plan, f);
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
+        if (planned(plan, targets[i].workload))
+            targets[i].print(plan, f);
 }

@@ -165,3 +165,14 @@ int bench_read_full(int fd, void *buf, size_t len)
     }
     return 0;
 }
+
+bool bench_noobs_path(char *path, size_t len)
+{
+    const char *suffix = "-noobs";
+    ssize_t k = readlink("/proc/self/exe", path, len - strlen(suffix) - 1);
+    if (k <= 0)
+        return false;
+    path[k] = '\0';
+    strcat(path, suffix);
+    return access(path, X_OK) == 0;
+}

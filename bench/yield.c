@@ -286,6 +286,7 @@ static void yield_plan(struct bench_plan *plan)
 {
     plan_group(plan, 1);
     plan_group(plan, 2);
+    bench_plan_observability(plan, 400000, 2);
 }
 
 const struct bench_workload bench_yield = {

@@ -313,4 +313,15 @@ weft__panic(const char *fmt, ...);
 #define WEFT_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEFT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* The observability hooks on the scheduling paths (stats.c's delay
+ * samples, WEFT_SLOW_TASK_MS, WEFT_TRACE) are compiled in unless the build
+ * defines WEFT_OBSERVE=0. Nothing but weft-bench does: it links a second
+ * copy of itself against such a build (weft-bench-noobs) to show that the
+ * hooks cost nothing measurable when they are off. Counters are not hooks:
+ * they stay. */
+#ifndef WEFT_OBSERVE
+#define WEFT_OBSERVE 1
+#endif
+#define WEFT__OBSERVED(x) (WEFT_OBSERVE && WEFT_UNLIKELY(x))
+
 #endif /* WEFT_SCHED_SCHED_H */

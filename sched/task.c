@@ -243,7 +243,7 @@ void weft__task_start(weft_task *t)
     /* Its wait to start may be a delay sample, picked by the spawn count
      * (stats.c). Relaxed: nobody else sees t before the submit publishes
      * it. */
-    if (WEFT_UNLIKELY(weft__delay_pick(n, rt->sample_limit)))
+    if (WEFT__OBSERVED(weft__delay_pick(n, rt->sample_limit)))
         weft__store_rlx_u32(&t->where, t->where | weft__delay_stamp(t));
     weft__task_submit(t);
 }

@@ -195,7 +195,7 @@ static void *timer_main(void *arg)
         if (fired) {
             /* This thread is the counter's only writer. */
             weft__count(&rt->outside.timers_fired, fired);
-            if (WEFT_UNLIKELY(rt->trace != NULL))
+            if (WEFT__OBSERVED(rt->trace != NULL))
                 weft__trace_timers(rt, now, fired);
         }
         h->sleep_until = h->len > 0 ? h->heap[0]->deadline_ns : WEFT__NEVER;

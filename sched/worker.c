@@ -170,7 +170,7 @@ static inline void set_ready(weft_task *t, int worker)
 {
     uint32_t where = weft__load_rlx_u32(&t->where);
     uint32_t sampled = 0;
-    if (WEFT_UNLIKELY(where & WEFT__WHERE_STAMP))
+    if (WEFT__OBSERVED(where & WEFT__WHERE_STAMP))
         sampled = weft__delay_stamp(t);
     weft__store_rlx_u32(&t->where,
                         weft__where_encode(worker, WEFT_TASK_READY) | sampled);
@@ -186,7 +186,7 @@ static inline uint32_t begin_run(struct weft__worker *w, weft_task *t)
     uint64_t n = weft__load_rlx_u64(&w->counters.runs) + 1;
     weft__store_rlx_u64(&w->counters.runs, n); /* the owner's counter */
     uint32_t where = weft__load_rlx_u32(&t->where);
-    if (WEFT_UNLIKELY((where & WEFT__WHERE_SAMPLED) || n >= w->next_observe))
+    if (WEFT__OBSERVED((where & WEFT__WHERE_SAMPLED) || n >= w->next_observe))
         return weft__run_observed(w, t, where, n);
     return 0;
 }
@@ -196,7 +196,7 @@ static inline uint32_t begin_run(struct weft__worker *w, weft_task *t)
  * clock. */
 static inline void set_current(struct weft__worker *w, weft_task *t)
 {
-    if (WEFT_UNLIKELY(w->watch))
+    if (WEFT__OBSERVED(w->watch))
         weft__watch_switch(w, t);
     w->current = t;
 }
@@ -448,7 +448,7 @@ static weft_task *steal_from(struct weft__worker *w, struct weft__worker *v)
             got++;
         }
         weft__count(&w->counters.steals, got);
-        if (WEFT_UNLIKELY(w->trace))
+        if (WEFT__OBSERVED(w->trace))
             weft__trace_steal(w, v->index, got);
         return x;
     }
@@ -870,7 +870,7 @@ static bool run_inline(struct weft__worker *w, weft_task *self, weft_task *c)
      * started. Inline runs are not picked for samples themselves (nor is
      * self's STAMP kept): this is the fork-join path, where each
      * instruction shows. Relaxed: see set_ready. */
-    if (WEFT_UNLIKELY(weft__load_rlx_u32(&c->where) & WEFT__WHERE_SAMPLED))
+    if (WEFT__OBSERVED(weft__load_rlx_u32(&c->where) & WEFT__WHERE_SAMPLED))
         (void)weft__run_observed(w, c, WEFT__WHERE_SAMPLED, 0);
     c->stack = self->stack; /* borrowed: marks c as started */
     weft_fn fn = c->fn;
@@ -970,7 +970,7 @@ int weft_yield(void)
     if (!next) {
         /* Still a suspension point: a slow task report times the run
          * from here on. */
-        if (WEFT_UNLIKELY(w->slow_ns))
+        if (WEFT__OBSERVED(w->slow_ns))
             weft__slow_restart(w);
         return weft__task_interrupt_of(t);
     }
