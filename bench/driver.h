@@ -98,6 +98,10 @@ bool bench_line_get(const char *line, const char *key, char *val, size_t len);
 void bench_report_group_tables(const struct bench_plan *plan,
                                const struct bench_workload *wl, FILE *f);
 int bench_report_csv(const struct bench_plan *plan, const char *path);
+/* Whether a and b are rows of one table (workload and group). */
+bool bench_same_group(const struct bench_row *a, const struct bench_row *b);
+/* Whether row i is the first of its table. */
+bool bench_first_of_group(const struct bench_plan *plan, size_t i);
 /* The group's baseline row (weft with the most workers up to the CPU
  * count), or NULL. */
 const struct bench_row *bench_report_baseline(const struct bench_plan *plan,

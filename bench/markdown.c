@@ -97,21 +97,11 @@ static const struct bench_row *best(const struct bench_plan *plan,
     const struct bench_row *b = NULL;
     for (size_t i = 0; i < plan->nrows; i++) {
         const struct bench_row *r = &plan->rows[i];
-        if (r->wl == first->wl && strcmp(r->group, first->group) == 0 &&
-            strcmp(r->cell.mode, mode) == 0 && r->ok && r->ns_per_op > 0 &&
-            (!b || r->ns_per_op < b->ns_per_op))
+        if (bench_same_group(r, first) && strcmp(r->cell.mode, mode) == 0 &&
+            r->ok && r->ns_per_op > 0 && (!b || r->ns_per_op < b->ns_per_op))
             b = r;
     }
     return b;
-}
-
-static bool group_start(const struct bench_plan *plan, size_t i)
-{
-    for (size_t j = 0; j < i; j++)
-        if (plan->rows[j].wl == plan->rows[i].wl &&
-            strcmp(plan->rows[j].group, plan->rows[i].group) == 0)
-            return false;
-    return true;
 }
 
 /* A Markdown table cell: '|' would end it. */
@@ -135,7 +125,7 @@ static void summary(const struct bench_plan *plan, FILE *f)
     fprintf(f, "\n");
     for (size_t i = 0; i < plan->nrows; i++) {
         const struct bench_row *r = &plan->rows[i];
-        if (!group_start(plan, i))
+        if (!bench_first_of_group(plan, i))
             continue;
         fprintf(f, "| %s: ", r->wl->name);
         cell_text(f, r->group);
@@ -188,7 +178,7 @@ static void every_table(const struct bench_plan *plan, FILE *f)
 {
     for (size_t i = 0; i < plan->nrows; i++) {
         const struct bench_row *g = &plan->rows[i];
-        if (!group_start(plan, i))
+        if (!bench_first_of_group(plan, i))
             continue;
         fprintf(f, "### %s: ", g->wl->name);
         cell_text(f, g->group);
@@ -199,7 +189,7 @@ static void every_table(const struct bench_plan *plan, FILE *f)
                 g->wl->op);
         for (size_t j = i; j < plan->nrows; j++) {
             const struct bench_row *r = &plan->rows[j];
-            if (r->wl != g->wl || strcmp(r->group, g->group) != 0)
+            if (!bench_same_group(r, g))
                 continue;
             fprintf(f, "| %s | %u | %llu | %.1f | ", r->cell.mode,
                     r->cell.workers, (unsigned long long)r->cell.n,

@@ -44,23 +44,9 @@ static void quoted(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static bool same_group(const struct bench_row *a, const struct bench_row *b)
-{
-    return a->wl == b->wl && strcmp(a->group, b->group) == 0;
-}
-
 static bool plotted(const struct bench_row *r, const struct bench_row *first)
 {
-    return same_group(r, first) && r->ok && r->ns_per_op > 0;
-}
-
-/* Whether row i is the first of its workload and group. */
-static bool first_of_group(const struct bench_plan *plan, size_t i)
-{
-    for (size_t j = 0; j < i; j++)
-        if (same_group(&plan->rows[j], &plan->rows[i]))
-            return false;
-    return true;
+    return bench_same_group(r, first) && r->ok && r->ns_per_op > 0;
 }
 
 /* The weft or Go rows of a scaling series: fib and spawn. */
@@ -80,7 +66,7 @@ static bool series_first(const struct bench_plan *plan, size_t i)
     bool more = false;
     for (size_t j = 0; j < plan->nrows; j++) {
         const struct bench_row *o = &plan->rows[j];
-        if (!scales(o) || !same_group(o, r) ||
+        if (!scales(o) || !bench_same_group(o, r) ||
             strcmp(o->cell.mode, r->cell.mode) != 0)
             continue;
         if (j < i)
@@ -96,14 +82,14 @@ size_t bench_plot_files(const struct bench_plan *plan, struct bench_plot *out,
     size_t k = 0;
     for (size_t i = 0; i < plan->nrows && k < max; i++) {
         const struct bench_row *r = &plan->rows[i];
-        if (!first_of_group(plan, i))
+        if (!bench_first_of_group(plan, i))
             continue;
         bool any = false;
         for (size_t j = i; j < plan->nrows; j++)
             any |= plotted(&plan->rows[j], r);
         unsigned index = 1;
         for (size_t j = 0; j < i; j++)
-            index += plan->rows[j].wl == r->wl && first_of_group(plan, j);
+            index += plan->rows[j].wl == r->wl && bench_first_of_group(plan, j);
         if (!any)
             continue;
         out[k].row = r;
@@ -193,7 +179,7 @@ static unsigned scaling_data(FILE *gp, const struct bench_plan *plan,
         fprintf(gp, "$s%u << EOD\n", n);
         for (size_t j = i; j < plan->nrows; j++) {
             const struct bench_row *r = &plan->rows[j];
-            if (scales(r) && same_group(r, s) &&
+            if (scales(r) && bench_same_group(r, s) &&
                 strcmp(r->cell.mode, s->cell.mode) == 0)
                 fprintf(gp, "%u %g %g\n", r->cell.workers, r->ns_per_op,
                         r->cell.workers == 1 ? 1.0 : r->speedup);

@@ -137,6 +137,16 @@ static bool seen_group(const struct bench_plan *plan,
     return false;
 }
 
+bool bench_same_group(const struct bench_row *a, const struct bench_row *b)
+{
+    return a->wl == b->wl && strcmp(a->group, b->group) == 0;
+}
+
+bool bench_first_of_group(const struct bench_plan *plan, size_t i)
+{
+    return !seen_group(plan, plan->rows[i].wl, plan->rows[i].group, i);
+}
+
 void bench_report_group_tables(const struct bench_plan *plan,
                                const struct bench_workload *wl, FILE *f)
 {
